@@ -1,0 +1,261 @@
+"""mira.yaml: one typed, strict configuration for every stage.
+
+Strict on purpose: an unknown key is almost always a typo that would otherwise silently fall back to a default,
+so every model forbids extras, and a failed load lists *every* problem with its key path and YAML line.
+Sections that later stages read (groups, teacher, student, budget) live here too, so a config is validated as a
+whole before any stage writes anything.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+FORMATS = ("text", "code", "qa", "qa_think", "agent")
+FormatName = Literal["text", "code", "qa", "qa_think", "agent"]
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_safe_name(name: str, what: str = "source name") -> str:
+    """Reject names that could escape the workspace when used as a directory or file name.
+
+    Source and group names become paths (records/<source>/, labels/<group>/); ``../evil`` or ``a/b`` would write
+    outside their folder, control characters break terminals and logs.
+    """
+    problems = []
+    if "/" in name or "\\" in name:
+        problems.append("contains a path separator")
+    if ".." in name:
+        problems.append("contains '..'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problems.append("contains a control character")
+    if not problems and not _SAFE_NAME.match(name):
+        problems.append("must start with a letter or digit and use only letters, digits, '.', '_', '-' (max 128)")
+    if problems:
+        raise ValueError(f"unsafe {what} {name!r}: {'; '.join(problems)}")
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class FieldMap(_Strict):
+    """Where a source keeps its text, id and structure. Missing fields are fine: the detector looks for the rest."""
+
+    text: str = "text"
+    id: str | None = "id"
+
+
+class SourceConfig(_Strict):
+    name: str
+    paths: list[str] = Field(min_length=1, description="local paths, globs or fsspec URLs")
+    format: Literal["auto", "text", "code", "qa", "qa_think", "agent"] = "auto"
+    reader: Literal["auto", "jsonl", "parquet", "hf"] = "auto"
+    fields: FieldMap = Field(default_factory=FieldMap)
+    exclude_fields: list[str] = Field(
+        default_factory=list, description="dotted field paths never copied into the workspace (e.g. labels)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        return check_safe_name(v)
+
+    @field_validator("paths")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.strip():
+                raise ValueError("empty path")
+        return v
+
+
+class IngestConfig(_Strict):
+    max_record_chars: int = Field(1_000_000, gt=0, description="longer records are quarantined, not truncated")
+    row_group_records: int = Field(2048, gt=0, description="records buffered before a Parquet row group is written")
+    quarantine_raw_chars: int = Field(2000, ge=0, description="how much of a rejected line the quarantine keeps")
+    on_duplicate_id: Literal["quarantine", "rename"] = "quarantine"
+    exclude_fields: list[str] = Field(default_factory=list, description="applied to every source")
+    tokenizer_batch: int = Field(256, gt=0)
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(0, ge=0, description="0 = one per CPU core; 1 = in-process")
+    address: str | None = Field(None, description="Ray cluster address; None starts a local cluster")
+
+
+class GroupsConfig(_Strict):
+    k: int = Field(5, gt=0)
+    sample_per_source: int = Field(200, gt=0)
+    split_by_format: bool = True
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    override: dict[str, str] = Field(default_factory=dict, description="source -> group name")
+
+    @field_validator("override")
+    @classmethod
+    def _safe_groups(cls, v: dict[str, str]) -> dict[str, str]:
+        for group in v.values():
+            check_safe_name(group, "group name")
+        return v
+
+
+class TeacherConfig(_Strict):
+    backend: Literal["local", "openai", "replay"] = "local"
+    model: str = "qwen2.5-coder-1.5b-instruct"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = Field(4, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    temperature: float = Field(0.0, ge=0)
+    max_record_tokens: int = Field(1024, gt=0)
+
+
+class StudentConfig(_Strict):
+    kind: Literal["hashed_linear", "embed_heads", "generative"] = "hashed_linear"
+    min_n: int = Field(20, gt=0)
+    max_mae: float = Field(1.5, gt=0)
+    min_spearman: float = Field(0.3, ge=-1, le=1)
+
+
+class BudgetConfig(_Strict):
+    fraction: float = Field(0.5, gt=0, le=1)
+    variant: Literal["group", "source", "global"] = "group"
+    seed: int = 0
+
+
+class MiraConfig(_Strict):
+    workspace: str = "ws"
+    tokenizer: str = Field("qwen2.5-coder", description="'qwen2.5-coder' (bundled) or a path to a tokenizer.json")
+    sources: list[SourceConfig] = Field(min_length=1)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    groups: GroupsConfig = Field(default_factory=GroupsConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    # Set by load_config: the directory relative paths in this file are resolved against. Not part of the YAML.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> "MiraConfig":
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source {s.name!r} is defined twice")
+            seen.add(s.name)
+        unknown = sorted(set(self.groups.override) - seen)
+        if unknown:
+            raise ValueError(f"groups.override names unknown sources: {', '.join(unknown)}")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no source named {name!r} in the config (have: {', '.join(self.source_names)})")
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    @property
+    def workspace_path(self) -> Path:
+        return resolve_local(self.workspace, self.base_dir)
+
+    def resolved_dump(self) -> dict[str, Any]:
+        """The config as it ran, with the workspace made absolute, for ws/mira.yaml."""
+        data = self.model_dump(mode="json")
+        data["workspace"] = str(self.workspace_path)
+        return data
+
+
+def resolve_local(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p).resolve()
+
+
+def _yaml_lines(text: str) -> dict[tuple, int]:
+    """Map every key path in the YAML document to its 1-based line, so errors can point into the file."""
+    lines: dict[tuple, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value
+                lines[path + (k,)] = key.start_mark.line + 1
+                walk(value, path + (k,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, where: str, lines: dict[tuple, int]) -> str:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        line = None
+        for cut in range(len(loc), -1, -1):  # deepest key that exists in the file
+            if loc[:cut] in lines:
+                line = lines[loc[:cut]]
+                break
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        at = f"{where}:{line}" if line else where
+        problems.append(f"  {at}: {_format_loc(loc)}: {msg}")
+    return f"{where}: {len(problems)} problem(s) in the config:\n" + "\n".join(problems)
+
+
+def parse_config(text: str, where: str = "mira.yaml", base_dir: Path | None = None) -> MiraConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with a 'sources' list at the top level")
+    if "base_dir" in data:
+        raise ConfigError(f"{where}: 'base_dir' is not a config key (paths resolve against the config's folder)")
+    try:
+        cfg = MiraConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where, _yaml_lines(text))) from None
+    cfg.base_dir = (base_dir or Path(".")).resolve()
+    return cfg
+
+
+def load_config(path: str | Path) -> MiraConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (create one with `mira init`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    return parse_config(text, where=str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterator, Sequence, TypeVar
+
+from .base import Executor
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _init_worker() -> None:
+    # Each worker is one of N processes on N cores: keep libraries from spawning their own thread pools on top.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine; ``workers=1`` runs in-process (debuggable, no pickling).
+
+    Uses the ``spawn`` start method: forking a process that already holds tokenizer or BLAS thread pools can
+    deadlock, and spawn behaves the same on Linux and macOS.
+    """
+
+    def __init__(self, workers: int = 0):
+        self.workers = workers if workers > 0 else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+        if self.workers == 1 or len(items) <= 1:
+            for item in items:
+                yield item, fn(item)
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+            )
+        # Submit at most 2x workers at a time so a huge list of units does not sit pickled in memory.
+        pending: dict[Future, T] = {}
+        it = iter(items)
+        try:
+            while True:
+                while len(pending) < 2 * self.workers:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        break
+                    pending[self._pool.submit(fn, item)] = item
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = pending.pop(fut)
+                    yield item, fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

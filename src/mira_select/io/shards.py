@@ -1,0 +1,57 @@
+"""Parquet shard writing: zstd-compressed, streamed in row groups, atomically renamed into place when closed.
+
+Every stage that writes row data (records, scores, labels) uses this one writer, so they share compression,
+row-group sizing and the guarantee that a shard on disk is always complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..workspace import atomic_path
+
+COMPRESSION = "zstd"
+
+
+@contextlib.contextmanager
+def shard_writer(path: Path, schema: pa.Schema) -> Iterator["ShardWriter"]:
+    """Open a shard for streaming writes; it appears at ``path`` only if the block finishes without error."""
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression=COMPRESSION, compression_level=3)
+        try:
+            yield ShardWriter(writer, schema)
+        finally:
+            writer.close()
+
+
+class ShardWriter:
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
+        self._writer = writer
+        self.schema = schema
+        self.rows = 0
+
+    def write_rows(self, columns: dict[str, list[Any]]) -> None:
+        table = pa.Table.from_pydict(columns, schema=self.schema)
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.cast(self.schema))
+            self.rows += table.num_rows
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write a whole (small) table as one shard."""
+    with shard_writer(path, table.schema) as w:
+        w.write_table(table)
+
+
+def read_columns(path: Path, columns: list[str]) -> pa.Table:
+    return pq.read_table(path, columns=columns)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+import zstandard
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "data" / "demo"
+DEMO_CORPUS = DEMO / "corpus"
+
+
+def write_jsonl(path: Path, rows: list, compress: str | None = None) -> Path:
+    data = b"".join((r if isinstance(r, bytes) else orjson.dumps(r)) + b"\n" for r in rows)
+    if compress == "zst":
+        data = zstandard.ZstdCompressor().compress(data)
+    elif compress == "gz":
+        import gzip
+
+        data = gzip.compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def write_config(dir: Path, sources: list[dict], **sections) -> Path:
+    cfg = {"workspace": "ws", "sources": sources, "executor": {"workers": 1}, **sections}
+    path = dir / "mira.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_mira(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "mira_select", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mira {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def demo_slice(dst: Path, sources: list[str], n: int) -> Path:
+    """First ``n`` lines of some demo sources, as .jsonl.zst files under ``dst`` (real data, small)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in sources:
+        rows = []
+        with open(DEMO_CORPUS / f"{name}.jsonl.zst", "rb") as fh:
+            import io
+
+            reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
+            for line in reader:
+                rows.append(line.rstrip("\n").encode())
+                if len(rows) >= n:
+                    break
+        write_jsonl(dst / f"{name}.jsonl.zst", rows, compress="zst")
+    return dst
+
+
+@pytest.fixture
+def ground_truth():
+    """id -> {group, format, lowq_kind} from the corpus files themselves (tests only; the pipeline never reads it)."""
+
+    def load(name: str) -> dict[str, dict]:
+        out = {}
+        with open(DEMO_CORPUS / f"{name}.jsonl.zst", "rb") as fh:
+            import io
+
+            reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
+            for line in reader:
+                r = orjson.loads(line)
+                out[r["id"]] = {"group": r["group"], "format": r["format"],
+                                "lowq_kind": (r.get("meta") or {}).get("lowq_kind")}
+        return out
+
+    return load

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mira_select.config import load_config
+from mira_select.stages.ingest import IngestStage
+from mira_select.tokens import get_counter
+
+from .conftest import write_config, write_jsonl
+
+ROWS = [{"doc_id": f"d{i}", "body": f"document number {i} about parsing", "lang": "en"} for i in range(5)]
+
+
+def _ingest(tmp_path, sources, **sections):
+    cfg = load_config(write_config(tmp_path, sources, **sections))
+    return IngestStage(cfg).run().manifest["sources"]
+
+
+def _ids(tmp_path, source):
+    return [i for p in sorted((tmp_path / "ws" / "records" / source).glob("*.parquet"))
+            for i in pq.read_table(p).column("id").to_pylist()]
+
+
+def test_all_input_kinds_with_field_mapping(tmp_path: Path):
+    fields = {"text": "body", "id": "doc_id"}
+    write_jsonl(tmp_path / "in" / "a.jsonl.gz", ROWS, compress="gz")
+    write_jsonl(tmp_path / "in" / "b.jsonl.zst", ROWS, compress="zst")
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "in" / "c.parquet")
+    (tmp_path / "in" / "d.json").write_bytes(orjson.dumps(ROWS))  # a JSON array file
+
+    import datasets
+
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "in" / "hfdir"))
+    with fsspec.open("memory://bucket/e.jsonl", "wb") as fh:
+        fh.write(b"".join(orjson.dumps(r) + b"\n" for r in ROWS))
+
+    m = _ingest(tmp_path, [
+        {"name": "gz", "paths": ["in/a.jsonl.gz"], "fields": fields},
+        {"name": "zst", "paths": ["in/b.jsonl.zst"], "fields": fields},
+        {"name": "pq", "paths": ["in/c.parquet"], "fields": fields},
+        {"name": "arr", "paths": ["in/d.json"], "fields": fields},
+        {"name": "hf", "paths": ["in/hfdir"], "fields": fields},
+        {"name": "mem", "paths": ["memory://bucket/*.jsonl"], "fields": fields},
+    ])
+    for name in ("gz", "zst", "pq", "arr", "hf", "mem"):
+        assert m[name]["records"] == 5, name
+        assert m[name]["formats"] == {"text": 5}, name
+        assert _ids(tmp_path, name) == [f"d{i}" for i in range(5)], name
+        meta = orjson.loads(pq.read_table(tmp_path / "ws" / "records" / name / "part-00000.parquet")
+                            .column("meta")[0].as_py())
+        assert meta == {"lang": "en"}  # text and id fields are not duplicated into meta
+
+
+def test_stable_ids_when_records_have_none(tmp_path: Path):
+    rows = [{"text": f"t{i}"} for i in range(3)]
+    write_jsonl(tmp_path / "in" / "sub" / "x.jsonl", rows)
+    write_jsonl(tmp_path / "in" / "sub" / "y.jsonl", rows)
+    _ingest(tmp_path, [{"name": "s", "paths": ["in"]}])
+    first = _ids(tmp_path, "s")
+    assert first == [f"s/sub/{f}.jsonl/{i}" for f in "xy" for i in (1, 2, 3)]
+    import shutil
+
+    shutil.rmtree(tmp_path / "ws")
+    _ingest(tmp_path, [{"name": "s", "paths": ["in"]}])
+    assert _ids(tmp_path, "s") == first
+
+
+def test_excluded_fields_never_reach_the_workspace(tmp_path: Path):
+    rows = [{"text": "hello", "group": "code", "meta": {"lowq_kind": "spam", "path": "a.md"}}]
+    write_jsonl(tmp_path / "x.jsonl", rows)
+    _ingest(tmp_path, [{"name": "s", "paths": ["x.jsonl"]}],
+            ingest={"exclude_fields": ["group", "meta.lowq_kind"]})
+    meta = pq.read_table(tmp_path / "ws" / "records" / "s" / "part-00000.parquet").column("meta")[0].as_py()
+    assert orjson.loads(meta) == {"meta": {"path": "a.md"}}
+
+
+def test_qwen_token_counts_are_real():
+    counter = get_counter("qwen2.5-coder")
+    # Reference ids from Qwen2.5's own tokenizer: def / hello / (): / return / " " / 1
+    assert counter.count(["def hello(): return 1"]) == [6]
+    assert counter.info.vocab_size >= 151643  # Qwen2 BPE vocab + special tokens (GGUF pads to 151936)
+    assert len(counter.info.sha256) == 64
