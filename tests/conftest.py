@@ -78,3 +78,15 @@ def ground_truth():
         return out
 
     return load
+
+
+@pytest.fixture(scope="session")
+def demo_ws(tmp_path_factory) -> Path:
+    """The whole bundled demo corpus ingested once per test session (about 30 s on 2 cores)."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("demo")
+    shutil.copy(DEMO / "mira.yaml", d / "mira.yaml")
+    (d / "corpus").symlink_to(DEMO_CORPUS)
+    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    return d / "ws"

@@ -110,14 +110,22 @@ class GroupsConfig(_Strict):
 
 class TeacherConfig(_Strict):
     backend: Literal["local", "openai", "replay"] = "local"
-    model: str = "qwen2.5-coder-1.5b-instruct"
-    base_url: str | None = None
-    api_key_env: str | None = None
+    model: str = Field("qwen2.5-coder-1.5b-instruct", description="packaged model name (local) or served model id")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="name of the env var holding the API key (never the key)")
     concurrency: int = Field(4, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
     temperature: float = Field(0.0, ge=0)
-    max_record_tokens: int = Field(1024, gt=0)
+    max_record_tokens: int = Field(1024, gt=0, description="records are cut head+tail to this many tokens")
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    logprobs: bool = Field(True, description="expected-score read-out from digit probabilities where available")
+    top_logprobs: int = Field(10, ge=1, le=20)
+    n_ctx: int = Field(4096, gt=0, description="local backend context window")
+    threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
+    replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
 
 
 class StudentConfig(_Strict):

@@ -39,11 +39,19 @@ class TokenCounter:
         self.spec = spec
         self._tok, self.info = _load(spec)
 
-    def count(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        encs = self._tok.encode_batch(texts, add_special_tokens=False)
-        return [len(e.ids) for e in encs]
+    def count(self, texts: list[str], max_chars_per_call: int = 1 << 20) -> list[int]:
+        """Token count per text. Batches are cut at ~1 MB of text: an Encoding keeps ids, offsets and token
+        strings (~100 bytes per token), so one call over a whole row group of long records would hold gigabytes."""
+        out: list[int] = []
+        start = 0
+        while start < len(texts):
+            end, size = start, 0
+            while end < len(texts) and (end == start or size + len(texts[end]) <= max_chars_per_call):
+                size += len(texts[end])
+                end += 1
+            out.extend(len(e.ids) for e in self._tok.encode_batch(texts[start:end], add_special_tokens=False))
+            start = end
+        return out
 
     def __reduce__(self):
         return (get_counter, (self.spec,))

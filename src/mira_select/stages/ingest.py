@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -22,7 +23,7 @@ from ..config import MiraConfig
 from ..errors import MiraError
 from ..executor import Executor, make_executor
 from ..io.readers import expand_paths
-from ..io.shards import write_table
+from ..io.shards import shard_writer
 from ..progress import Reporter
 from ..tokens import get_counter
 from ..workspace import Counts, Workspace, atomic_path, write_json
@@ -35,11 +36,11 @@ class IngestResult:
     files_done: int = 0
     files_skipped: int = 0
     seconds: float = 0.0
-    skipped_sources: list[str] = field(default_factory=list)
+    sources_finalized: int = 0
 
     @property
     def did_work(self) -> bool:
-        return self.files_done > 0 or len(self.skipped_sources) < len(self.manifest["sources"])
+        return self.files_done > 0 or self.sources_finalized > 0
 
 
 def _hash(obj: Any) -> str:
@@ -79,6 +80,10 @@ class IngestStage:
             self.ws.clear_stage(STAGE)
         self.ws.root.mkdir(parents=True, exist_ok=True)
         self.ws.write_config(self.cfg.resolved_dump())
+        for name in plan:  # temporary files a killed run left behind
+            for d in (self.ws.records_dir(name), self.ws.work_dir(STAGE, name)):
+                for tmp in d.glob(".tmp-*") if d.exists() else ():
+                    tmp.unlink(missing_ok=True)
 
         tasks = [t for ts in plan.values() for t in ts]
         todo = [t for t in tasks if not self._file_done(t)]
@@ -96,8 +101,8 @@ class IngestStage:
             key = f"{name}/_source"
             if self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
                 sources[name] = self.ws.read_marker(STAGE, key)["summary"]
-                result.skipped_sources.append(name)
                 continue
+            result.sources_finalized += 1
             summary = self._finalize_source(name, ts)
             counts = Counts(summary["input_lines"], summary["records"], summary["dropped"], summary["quarantined"])
             self.ws.mark_done(STAGE, key, counts, fingerprint=fp, summary=summary)
@@ -182,15 +187,15 @@ class IngestStage:
         earlier: list[tuple[str, np.ndarray]] = []  # (file, sorted hashes) to name where a duplicate came from
         for i in range(n_files):
             path = self.ws.record_shard(name, i)
-            table = pq.read_table(path)
-            if not table.num_rows:
+            keys = pq.read_table(path, columns=["id", "file", "line"])  # not the text: memory stays small
+            if not keys.num_rows:
                 continue
-            file_name = table.column("file")[0].as_py()
-            ids = table.column("id").to_pylist()
+            file_name = keys.column("file")[0].as_py()
+            ids = keys.column("id").to_pylist()
             hashes = _id_hashes(ids)
             dup_mask = np.isin(hashes, seen)
             if dup_mask.any():
-                lines = table.column("line").to_pylist()
+                lines = keys.column("line").to_pylist()
                 dup_rows = np.flatnonzero(dup_mask)
                 if policy == "quarantine":
                     rows = [{"file": file_name, "line": lines[j], "raw": "",
@@ -198,14 +203,12 @@ class IngestStage:
                             for j in dup_rows]
                     with atomic_path(self._dups_part(name, i)) as tmp:
                         tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-                    table = table.filter(~dup_mask)
                     hashes = hashes[~dup_mask]
                 else:
                     for j in dup_rows:
                         ids[j] = f"{ids[j]}#{file_name}:{lines[j]}"
-                    table = table.set_column(0, "id", [ids])
                     hashes = _id_hashes(ids)
-                write_table(path, table)
+                _rewrite_shard(path, dup_mask, new_ids=ids if policy == "rename" else None)
             hashes = np.sort(hashes)
             earlier.append((file_name, hashes))
             seen = np.union1d(seen, hashes)
@@ -225,6 +228,21 @@ class IngestStage:
                             reasons[reason] = reasons.get(reason, 0) + 1
                             out.write(line)
         return n, dict(sorted(reasons.items()))
+
+
+def _rewrite_shard(path, dup_mask: np.ndarray, new_ids: list[str] | None) -> None:
+    """Stream a shard into a new one without the masked rows (or with new ids), one row group at a time."""
+    pf = pq.ParquetFile(path)
+    with shard_writer(path, pf.schema_arrow) as w:
+        offset = 0
+        for rg in range(pf.num_row_groups):
+            batch = pf.read_row_group(rg)
+            n = batch.num_rows
+            if new_ids is not None:
+                w.write_table(batch.set_column(0, "id", [new_ids[offset:offset + n]]))
+            else:
+                w.write_table(batch.filter(pa.array(~dup_mask[offset:offset + n])))
+            offset += n
 
 
 def _id_hashes(ids: list[str]) -> np.ndarray:

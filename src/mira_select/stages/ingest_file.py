@@ -23,6 +23,7 @@ from ..tokens import get_counter
 from ..workspace import Counts, Workspace, atomic_path
 
 STAGE = "ingest"
+ROW_GROUP_CHARS = 32 << 20  # a row group also ends at ~32 MB of text + meta, whatever the record count
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class _Buffer:
 
     def __init__(self):
         self.cols: dict[str, list[Any]] = {name: [] for name in RECORD_SCHEMA.names}
+        self.chars = 0
 
     def __len__(self) -> int:
         return len(self.cols["id"])
@@ -85,6 +87,7 @@ class _Buffer:
         writer.write_rows(self.cols)
         tokens, nbytes = sum(self.cols["n_tokens"]), sum(self.cols["n_bytes"])
         self.cols = {name: [] for name in RECORD_SCHEMA.names}
+        self.chars = 0
         return tokens, nbytes
 
 
@@ -122,8 +125,9 @@ def ingest_file(task: FileTask) -> FileResult:
             formats[rec["format"]] += 1
             for name, value in rec.items():
                 buf.cols[name].append(value)
+            buf.chars += len(rec["text"]) + len(rec["meta"])
             counts.kept += 1
-            if len(buf) >= cfg.row_group_records:
+            if len(buf) >= cfg.row_group_records or buf.chars >= ROW_GROUP_CHARS:
                 t, b = buf.flush(writer, counter)
                 tokens, nbytes = tokens + t, nbytes + b
         t, b = buf.flush(writer, counter)

@@ -1,0 +1,1 @@
+"""Teacher LLM client, cache and trust checks."""

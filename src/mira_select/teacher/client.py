@@ -1,0 +1,183 @@
+"""The one path every teacher call takes: cache → backend → validate → (one repair) → result or dead letter.
+
+Written once so every backend gets bounded concurrency, caching, schema checks, the repair prompt, the expected-
+score read-out and accounting. Invariant per run: requests = ok + repaired + dead (checked in ``Accounting``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable, Callable
+
+from ..config import TeacherConfig
+from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
+from .backends import Backend, TeacherCallError, make_backend
+from .cache import ResponseCache, cache_key
+from .prompts import PromptBuilder, prompt_version
+from .schema import expected_scores, repair_message, validate_judgment, validate_scores
+from .types import Anchor, ChatRequest, ChatResponse, TeacherResult
+
+
+@dataclass
+class Accounting:
+    requests: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    wall_s: float = 0.0
+    ok: int = 0
+    repaired: int = 0
+    dead: int = 0
+    readout: dict[str, int] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.requests != self.ok + self.repaired + self.dead:
+            raise AssertionError(f"teacher accounting: {self.requests} requests != ok {self.ok} + repaired "
+                                 f"{self.repaired} + dead {self.dead}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def workspace_secret(ws: Workspace) -> bytes:
+    """Per-workspace key for record nonces: stable across runs (cache hits), unknown to record authors."""
+    path = ws.root / "cache" / "nonce.key"
+    if not path.exists():
+        atomic_write_bytes(path, secrets.token_bytes(32))
+        os.chmod(path, 0o600)
+    return path.read_bytes()
+
+
+class Teacher:
+    def __init__(self, cfg: TeacherConfig, ws: Workspace, stage: str, backend: Backend | None = None,
+                 tokenizer: str = "qwen2.5-coder"):
+        self.cfg = cfg
+        self.ws = ws
+        self.stage = stage
+        self.backend = backend or make_backend(cfg)
+        self.cache = ResponseCache(ws.root / "cache" / "teacher.sqlite")
+        self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
+                                     tokenizer=tokenizer)
+        self.acct = Accounting()
+        self._sem = asyncio.Semaphore(cfg.concurrency)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.backend.kind if self.backend.kind != 'replay' else self.cfg.replay_as}:{self.backend.model}"
+
+    # ---- public tasks -------------------------------------------------------------------------------------------
+    async def judge(self, record_id: str, fmt: str, text: str) -> TeacherResult:
+        req = self.prompts.judge(fmt, record_id, text, temperature=self.cfg.temperature)
+        with_parts = fmt == "qa_think"
+        result = await self._run(record_id, req, prompt_version("judge", fmt),
+                                 lambda t: validate_judgment(t, with_parts))
+        result.extra.pop("response", None)
+        return result
+
+    async def score(self, record_id: str, fmt: str, text: str, anchors: list[Anchor]) -> TeacherResult:
+        use_lp = self.cfg.logprobs and self.backend.supports_logprobs
+        req = self.prompts.score(fmt, record_id, text, anchors, logprobs=use_lp, temperature=self.cfg.temperature)
+        result = await self._run(record_id, req, prompt_version("score", fmt), lambda t: validate_scores(t, anchors))
+        if result.data is not None:
+            resp: ChatResponse = result.extra.pop("response")
+            exp = expected_scores(resp.text, anchors, result.data, resp.digit_probs) if use_lp else None
+            result.readout = "expected" if exp else "greedy"
+            for a in anchors:
+                item = result.data[a.id]
+                item["greedy"] = item["score"]
+                item["score"] = exp[a.id] if exp else float(item["score"])
+            self.acct.readout[result.readout] = self.acct.readout.get(result.readout, 0) + 1
+        return result
+
+    async def map(self, fn: Callable[..., Awaitable[TeacherResult]], items: list[tuple],
+                  on_result: Callable[[TeacherResult], None] | None = None) -> list[TeacherResult]:
+        """Run ``fn(*item)`` for every item with bounded concurrency; results in input order."""
+        start = time.monotonic()
+
+        async def one(args: tuple) -> TeacherResult:
+            async with self._sem:
+                r = await fn(*args)
+            if on_result:
+                on_result(r)
+            return r
+
+        try:
+            return list(await asyncio.gather(*(one(a) for a in items)))
+        finally:
+            self.acct.wall_s += time.monotonic() - start
+
+    def run(self, fn: Callable[..., Awaitable[TeacherResult]], items: list[tuple],
+            on_result: Callable[[TeacherResult], None] | None = None) -> list[TeacherResult]:
+        """Synchronous entry point for stages."""
+
+        async def main() -> list[TeacherResult]:
+            self._sem = asyncio.Semaphore(self.cfg.concurrency)
+            try:
+                return await self.map(fn, items, on_result)
+            finally:
+                await self.backend.aclose()
+
+        return asyncio.run(main())
+
+    # ---- the pipeline of one request ----------------------------------------------------------------------------
+    async def _call(self, req: ChatRequest, version: str) -> tuple[ChatResponse, bool]:
+        kind = self.cfg.replay_as if self.backend.kind == "replay" else self.backend.kind
+        key = cache_key(kind, self.backend.model, {**req.cache_fields(), "prompt_version": version})
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.acct.cache_hits += 1
+            return ChatResponse.from_cache(hit), True
+        resp = await self.backend.complete(req)
+        self.acct.calls += 1
+        self.acct.retries += resp.retries
+        self.acct.prompt_tokens += resp.prompt_tokens
+        self.acct.completion_tokens += resp.completion_tokens
+        self.acct.latency_s += resp.latency_s
+        self.cache.put(key, self.model_id, resp.to_cache())
+        return resp, False
+
+    async def _run(self, record_id: str, req: ChatRequest, version: str,
+                   validate: Callable[[str], tuple[dict | None, list[str]]]) -> TeacherResult:
+        self.acct.requests += 1
+        base = {"record_id": record_id, "prompt_hash": version, "model": self.model_id}
+        try:
+            resp, cached = await self._call(req, version)
+            data, problems = validate(resp.text)
+            status = "ok"
+            if data is None:
+                repair = ChatRequest(
+                    messages=(*req.messages, {"role": "assistant", "content": resp.text[:4000]},
+                              {"role": "user", "content": repair_message(problems)}),
+                    schema=req.schema, max_tokens=req.max_tokens, temperature=req.temperature, logprobs=req.logprobs)
+                resp, cached2 = await self._call(repair, version)
+                cached = cached and cached2
+                data, problems = validate(resp.text)
+                status = "repaired"
+        except TeacherCallError as exc:
+            self.acct.retries += exc.retries
+            self.acct.dead += 1
+            return TeacherResult(status="dead", error=str(exc), **base)
+        if data is None:
+            self.acct.dead += 1
+            return TeacherResult(status="dead", error="invalid after repair: " + "; ".join(problems[:5]), **base)
+        setattr(self.acct, status, getattr(self.acct, status) + 1)
+        return TeacherResult(status=status, data=data, cached=cached, extra={"response": resp}, **base)
+
+    # ---- accounting ---------------------------------------------------------------------------------------------
+    def save_accounting(self) -> dict[str, Any]:
+        self.acct.check()
+        path = self.ws.root / "teacher" / "accounting.json"
+        all_stages = read_json(path) if path.exists() else {}
+        all_stages[self.stage] = {**self.acct.to_dict(), "model": self.model_id}
+        write_json(path, all_stages)
+        return all_stages[self.stage]
+
+    def close(self) -> None:
+        self.cache.close()

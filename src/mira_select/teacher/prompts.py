@@ -1,0 +1,115 @@
+"""Prompt families per format, for the two teacher tasks, built from versioned files in the package.
+
+Layout matters for cost: instructions and the rubric come first (identical across a group, so the server or the
+in-process model reuses their evaluated prefix), the record comes last. The record sits in a block delimited by a
+nonce derived from a workspace secret and the record, so it is stable across runs (the cache still hits) but a
+record's author cannot predict it to close the block early and inject instructions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from dataclasses import dataclass
+from importlib import resources
+
+import orjson
+
+from ..tokens import get_counter
+from .schema import judge_schema, score_schema
+from .types import Anchor, ChatRequest
+
+FORMATS = ("text", "code", "qa", "qa_think", "agent")
+
+
+@functools.lru_cache(maxsize=None)
+def _read(name: str) -> str:
+    return resources.files("mira_select.prompts").joinpath(name).read_text(encoding="utf-8")
+
+
+def _family(task: str, fmt: str) -> dict[str, str]:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    out = {}
+    for line in _read(f"{task}/{fmt}.md").splitlines():
+        key, _, value = line.partition(":")
+        if value:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def prompt_version(task: str, fmt: str) -> str:
+    """Hash of every file a prompt is built from: part of the cache key and stored with every label."""
+    files = ["common.md", "record.md", f"{task}/base.md", f"{task}/{fmt}.md"]
+    return hashlib.sha256("\0".join(_read(f) for f in files).encode()).hexdigest()[:12]
+
+
+def record_nonce(secret: bytes, record_id: str, text: str) -> str:
+    return hmac.new(secret, f"{record_id}\0{text}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PromptBuilder:
+    """Turns (task, format, record, anchors) into a ChatRequest. One per workspace (the secret) and tokenizer."""
+
+    secret: bytes
+    max_record_tokens: int = 1024
+    tokenizer: str = "qwen2.5-coder"
+    max_tokens_judge: int = 700
+    max_tokens_per_anchor: int = 70
+
+
+    def _record(self, nonce: str, text: str) -> str:
+        truncated = truncate_tokens(text, self.max_record_tokens, self.tokenizer)
+        return _read("record.md").format(nonce=nonce, text=truncated)
+
+    def judge(self, fmt: str, record_id: str, text: str, temperature: float = 0.0) -> ChatRequest:
+        fam = _family("judge", fmt)
+        with_parts = fmt == "qa_think"
+        body = _read("judge/base.md").format(
+            kind=fam["kind"], focus=fam["focus"], n_min=6 if with_parts else 3, n_max=12 if with_parts else 8,
+            part_field='"part": "think|combined|answer", ' if with_parts else "",
+        )
+        return self._request("judge", fmt, record_id, text, body, judge_schema(with_parts), self.max_tokens_judge,
+                             temperature)
+
+    def score(self, fmt: str, record_id: str, text: str, anchors: list[Anchor], logprobs: bool = False,
+              temperature: float = 0.0) -> ChatRequest:
+        fam = _family("score", fmt)
+        listed = "\n".join(
+            f"- {a.id}: {a.name}" + (f" [{a.part}]" if a.part != "combined" else "") + f" — {a.definition}"
+            for a in anchors
+        )
+        example = ", ".join(f'"{a.id}": {{"rationale": "...", "score": 0-10}}' for a in anchors[:2]) + ", ..."
+        body = _read("score/base.md").format(kind=fam["kind"], focus=fam["focus"], anchors=listed, example=example)
+        max_tokens = 40 + self.max_tokens_per_anchor * len(anchors)
+        return self._request("score", fmt, record_id, text, body, score_schema(anchors), max_tokens, temperature,
+                             logprobs=logprobs)
+
+    def _request(self, task, fmt, record_id, text, body, schema, max_tokens, temperature, logprobs=False):
+        # The system message is the same for every record of a group (reusable prefix); the nonce and the record
+        # go last, in the user message.
+        system = _read("common.md") + "\n" + body
+        user = self._record(record_nonce(self.secret, record_id, text), text)
+        return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
+                           schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
+
+
+def truncate_tokens(text: str, max_tokens: int, tokenizer: str = "qwen2.5-coder", head_share: float = 0.7) -> str:
+    """Head + tail of a long record with an explicit marker: openings and endings (answers, final turns) matter."""
+    if len(text) <= max_tokens:  # cheap exit: a token is at least one character
+        return text
+    tok = get_counter(tokenizer)._tok
+    ids = tok.encode(text, add_special_tokens=False).ids
+    if len(ids) <= max_tokens:
+        return text
+    head = int(max_tokens * head_share)
+    tail = max_tokens - head
+    omitted = len(ids) - head - tail
+    return (tok.decode(ids[:head]) + f"\n[... {omitted} tokens omitted ...]\n" + tok.decode(ids[-tail:]))
+
+
+def request_digest(req: ChatRequest) -> str:
+    return hashlib.sha256(orjson.dumps(req.cache_fields(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
