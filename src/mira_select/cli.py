@@ -22,6 +22,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+from .cli_models import models_app  # noqa: E402
+from .cli_teacher import teacher_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+app.add_typer(teacher_app, name="teacher")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}

@@ -1,9 +1,8 @@
-"""Contrast twins: a clean record next to a deliberately corrupted copy of itself, for `mira teacher check`.
+"""Contrast twins for `mira teacher check`: a clean record next to a deliberately corrupted copy of itself.
 
-A teacher worth hours of labels must score the clean half higher. Twins come from the user's own corpus so
-the check runs on the domains and layouts it will label; each corruption plants one defect a rubric for that
-format should punish and changes little else, so a lost pair points at a blind spot, not a length confound.
-Pure: all randomness comes from the `random.Random` handed in; no I/O, no LLM, no label fields.
+A teacher worth hours of labels must score the clean half higher. Twins come from the user's own corpus (its
+domains and layouts); each corruption plants one defect a rubric for that format should punish and changes
+little else, so a lost pair points at a blind spot. Pure: randomness only from the `random.Random` passed in.
 """
 
 from __future__ import annotations
@@ -25,19 +24,18 @@ class Twin:
     corrupted: str
 
 
-# Varied on purpose (scams, cookie banners, keyword stuffing, footers): a teacher that only reacts to
-# one flavour of boilerplate should not pass.
+# Varied on purpose (scams, cookie banners, keyword stuffing, footers): one flavour alone is too easy to spot.
 SPAM_SNIPPETS: tuple[str, ...] = (
-    "CONGRATULATIONS!!! You are today's lucky visitor. Click here to win a FREE iPhone 15 Pro - offer ends soon!",
+    "CONGRATULATIONS!!! You are today's lucky visitor. Click here to win a FREE iPhone 15 - offer ends soon!",
     "We use cookies to improve your experience. By continuing to browse you agree to our use of cookies. [Accept all]",
     "best cheap flights cheap flights best price cheap flights deals cheap flights online book cheap flights now 2024",
     "Buy followers instantly! 10,000 real Instagram followers for only $4.99. 100% safe, no password. ORDER NOW >>>",
     "Sign up for our newsletter and get 20% OFF your first order! Enter your email below. Terms and conditions apply.",
-    "Tags: python tutorial, python tutorial free, learn python fast, best python tutorial, python tutorial pdf download",
+    "Tags: python tutorial, python tutorial free, learn python fast, best python tutorial, python tutorial pdf",
     "Lose 30 pounds in 30 days with this one weird trick doctors don't want you to know about! Watch the free video.",
     "Copyright (c) All rights reserved. Privacy Policy | Terms of Use | Sitemap | Contact Us | Advertise With Us",
     "Make $5000 a week working from home!!! No experience needed. Limited spots - apply today at www.easy-cash.example",
-    "Sponsored: casino bonus, free spins, casino bonus no deposit, free casino bonus codes. Download our app for deals!",
+    "Sponsored: casino bonus, free spins, casino bonus no deposit, free casino bonus codes. Download our app now!",
 )
 
 
@@ -74,31 +72,24 @@ _RESPONSE = re.compile(r"(?m)^(?:#{2,3} ?(?:Response|Answer|Output|Assistant):?|
 _NEXT_TURN = re.compile(r"\n\n(?=<\|[a-z_]+\|>\n|#{2,3} ?(?:Instruction|Input|Human|User)\b)")
 
 
-def _split_qa(text: str) -> tuple[str, str] | None:
-    """(prompt up to and including the response header, first response body), or None."""
-    m = _RESPONSE.search(text)
-    if m is None or not text[: m.start()].strip():
-        return None
-    body = text[m.end():]
-    nxt = _NEXT_TURN.search(body)
-    body = body[: nxt.start()] if nxt else body
-    return (text[: m.end()], body) if body.strip() else None
-
-
 def mismatch_answer(text: str, other_text: str, rng: random.Random) -> str | None:
     """Keep this record's instruction, answer another one: fluent and well-formed but off-task, so only a
     teacher that checks relevance (not style) catches it. `rng` only keeps the signatures uniform."""
-    mine, theirs = _split_qa(text), _split_qa(other_text)
-    if mine is None or theirs is None or mine[1].strip() == theirs[1].strip():
-        return None
-    return mine[0] + theirs[1]
+    split: list[tuple[str, str]] = []
+    for t in (text, other_text):  # (prompt incl. the response header, first response body)
+        m = _RESPONSE.search(t)
+        if m is None or not t[: m.start()].strip():
+            return None
+        body = t[m.end():]
+        split.append((t[: m.end()], body[: nxt.start()] if (nxt := _NEXT_TURN.search(body)) else body))
+    (prompt, mine), (_, theirs) = split
+    return None if not theirs.strip() or mine.strip() == theirs.strip() else prompt + theirs
 
 
 _NUM = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _OP = re.compile(r" (<=|>=|==|!=|\+|-|\*|<|>) ")
 _OP_SWAP = {"<=": ">", ">=": "<", "==": "!=", "!=": "==", "+": "-", "-": "+", "*": "+", "<": ">=", ">": "<="}
 _FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
-_FLIP = {"yes": "no", "no": "yes", "true": "false", "false": "true"}
 
 
 def _break_code(code: str, rng: random.Random) -> str:
@@ -116,35 +107,26 @@ def _break_code(code: str, rng: random.Random) -> str:
     return "\n".join(lines[: max(1, len(lines) // 2)]) + "\n"
 
 
-def _wrong_value(tail: str, rng: random.Random) -> str | None:
-    """Change the answer's last number (random offset or x10), else flip a yes/no or an option letter."""
-    if nums := list(_NUM.finditer(tail)):
-        m = nums[-1]
-        raw = m.group().replace(",", "")
-        val, off = float(raw), rng.randint(1, max(2, int(abs(float(raw)) * 0.5)))
-        new = val * 10 if val and rng.random() < 0.25 else val - off if val > off and rng.random() < 0.5 else val + off
-        out = f"{new:.{len(raw.split('.')[1])}f}" if "." in raw else f"{int(new):,}" if "," in m.group() else str(int(new))
-        return tail[: m.start()] + out + tail[m.end():]
-    if (m := re.search(r"\b((?i:yes|no|true|false)|[A-E])\b", tail)) is None:
-        return None
-    w = m.group(1)
-    new_w = _FLIP.get(w.lower()) or rng.choice([c for c in "ABCDE" if c != w])
-    return tail[: m.start(1)] + (new_w.capitalize() if w[0].isupper() else new_w) + tail[m.end(1):]
-
-
 def wrong_final_answer(text: str, rng: random.Random) -> str | None:
     """Keep question and reasoning verbatim, make the final answer contradict them: tests whether the
-    teacher checks that the answer follows from the trace instead of rewarding a tidy-looking trace."""
-    cut = text.rfind("</think>") + len("</think>")
-    if cut < len("</think>"):
+    teacher checks that the answer follows from the trace instead of rewarding a tidy-looking trace.
+    Code answers get broken, else the last number moves (offset or x10); other answers are skipped."""
+    head, sep, tail = text.rpartition("</think>")
+    if not sep:
         return None
-    head, tail = text[:cut], text[cut:]
+    head += sep
     if fences := list(_FENCE.finditer(tail)):
         f = fences[-1]
         if f.group(1).strip() and (broken := _break_code(f.group(1), rng)) != f.group(1):
             return head + tail[: f.start(1)] + broken + tail[f.end(1):]
-    new_tail = _wrong_value(tail, rng)
-    return None if new_tail is None or new_tail == tail else head + new_tail
+    if not (nums := list(_NUM.finditer(tail))):
+        return None
+    m, raw = nums[-1], nums[-1].group().replace(",", "")
+    val = float(raw)
+    off = rng.randint(1, max(2, int(abs(val) / 2)))
+    new = val * 10 if val and rng.random() < 0.25 else val + off * rng.choice([-1, 1] if val > off else [1])
+    dec = len(raw.split(".")[1]) if "." in raw else 0
+    return head + tail[: m.start()] + (f"{new:,.{dec}f}" if "," in m.group() else f"{new:.{dec}f}") + tail[m.end():]
 
 
 _TURN = re.compile(r"(?m)^<\|([a-z_]+)\|>\n")
@@ -160,21 +142,21 @@ _ERRORS = {
     "tool": ("Internal server error (500)", "Invalid arguments: missing required parameter", "Tool call timed out"),
     "react": ("Invalid action. Valid actions are search[<query>], lookup[<keyword>] and finish[<answer>].",
               "Could not find that page. Please try again.", "Error: request timed out."),
-    "alfworld": ("Nothing happened.",),
-}
+    "alfworld": ("Nothing happened.",)}
 
 
 def _error(action: str, prev_obs: str, rng: random.Random) -> str:
     """An error reply in the trajectory's own dialect, so the failure loop is the only signal."""
-    style = ("shell" if re.search(r"```(?:bash|sh)\b", action) else "tool" if re.search(r"tool_call|function_call", action)
-             else "alfworld" if "ACTION:" in action else "react")
+    style = ("shell" if re.search(r"```(?:bash|sh)\b", action) else "alfworld" if "ACTION:" in action
+             else "tool" if re.search(r"tool_call|function_call", action) else "react")
     msg = rng.choice(_ERRORS[style])
     if style == "shell":
         return f"<returncode>1</returncode>\n<output>\n{msg}\n</output>"
     if style == "tool":
         tag = re.match(r"\[\w+\] ", prev_obs)  # tau-bench prefixes tool replies with "[tool_name] "
         return (tag.group() if tag else "") + json.dumps({"error": msg})
-    return f"Observation: {msg}" if prev_obs.startswith("Observation") or (style == "react" and not prev_obs) else msg
+    prefix = prev_obs.startswith("Observation") or (style == "react" and not prev_obs)
+    return f"Observation: {msg}" if prefix else msg
 
 
 def _repeat_json(text: str, rng: random.Random, n: int) -> str | None:
@@ -184,8 +166,8 @@ def _repeat_json(text: str, rng: random.Random, n: int) -> str | None:
     if not acts:
         return None
     m = rng.choice(acts)
-    block, ind, line = m.group(), m.group(1), m.group().split("\n")[1]
-    inner = line[: len(line) - len(line.lstrip(" "))]
+    block, ind = m.group(), m.group(1)
+    inner = re.match(r" *", block.split("\n")[1]).group()  # type: ignore[union-attr]
     role = _JSON_ASSISTANT.search(block).group(1)  # type: ignore[union-attr]
     key = next((k for k in ("content", "value", "text") if f'"{k}": ' in block), "content")
     reply = f'{ind}{{\n{inner}"{role}": "{"human" if role == "from" else "user"}",\n{inner}"{key}": '
@@ -217,14 +199,14 @@ def repeat_failing_call(text: str, rng: random.Random) -> str | None:
         m = rng.choice(plain)
         err = _error(m.group(), "", rng)
         return text[: m.end()] + f"\n{err}\n{m.group()}" * (n - 1) + f"\n{err}"
-    # Fallback, no recognisable action: splice a synthetic failing call n times into the back half, as
-    # chat turns, inside a JSON string (so the dump stays parseable), or as ReAct text.
-    name = rng.choice(["search", "run_command", "lookup", "get_details"])
+    # No recognisable action: splice a synthetic failing call n times into the back half (JSON: in a string).
+    name = rng.choice(re.findall(r'"name": "(\w+)"', text) or ["search", "run_command", "lookup", "get_details"])
     unit = f"Action: {name}[]\n{_error('', '', rng)}\n\n"
     if len(roles) > 1:
         err = json.dumps({"error": rng.choice(_ERRORS["tool"])})
-        unit = f'<|assistant|>\n<tool_call>\n{{"name": "{name}", "arguments": {{}}}}\n</tool_call>\n\n<|tool|>\n{err}\n\n'
-        spots = [t.start() for t in _TURN.finditer(text)][1:]
+        call = json.dumps({"name": name, "arguments": {}})
+        unit = f"<|assistant|>\n<tool_call>\n{call}\n</tool_call>\n\n<|tool|>\n{err}\n\n"
+        spots = [t.start() for t in _TURN.finditer(text) if t.group(1) == "assistant" and t.start()]
     else:
         spots = [t.end() for t in (_JSON_STR_END if is_json else re.compile(r"\n+")).finditer(text)]
     if not spots:
@@ -232,6 +214,7 @@ def repeat_failing_call(text: str, rng: random.Random) -> str | None:
     at = rng.choice(spots[len(spots) // 2:])
     block = json.dumps("\n\n" + unit * n)[1:-1] if is_json and len(roles) <= 1 else unit * n
     return text[:at] + block + text[at:]
+
 
 CORRUPTIONS: dict[str, list[str]] = {
     "text": ["shuffle_lines", "splice_spam"], "code": ["shuffle_lines", "splice_spam"],
@@ -242,30 +225,22 @@ _SINGLE = {"shuffle_lines": shuffle_lines, "splice_spam": splice_spam,
 
 
 def make_twins(records: list[tuple[str, str, str]], per_format: int, seed: int) -> list[Twin]:
-    """Up to `per_format` twins per format from (id, format, text) records.
-
-    Each format gets its own rng (from `seed` and the format name) and an id-sorted pool, so twins do not
-    shift when other formats or the input order change. Kinds are cycled for balance; a record a kind
-    cannot apply to tries the format's other kinds before the next record is used.
-    """
-    by_fmt: dict[str, list[tuple[str, str]]] = {}
-    for rid, fmt, text in records:
-        if fmt in CORRUPTIONS:
-            by_fmt.setdefault(fmt, []).append((rid, text))
+    """Up to `per_format` twins per format from (id, format, text) records. Each format gets its own rng
+    (from `seed` and the format name) and an id-sorted pool, so its twins do not shift when other formats or
+    the input order change. Kinds are cycled for balance; a record a kind cannot apply to tries the format's
+    other kinds before the next record is used."""
     twins: list[Twin] = []
-    for fmt in sorted(by_fmt):
+    for fmt in sorted({f for _, f, _ in records if f in CORRUPTIONS}):
         rng = random.Random(f"{seed}:{fmt}")
-        pool = sorted(by_fmt[fmt])
+        pool = sorted((rid, text) for rid, f, text in records if f == fmt)
         kinds, k, made = CORRUPTIONS[fmt], 0, 0
         for rid, text in rng.sample(pool, len(pool)):
             if made >= per_format:
                 break
             for step in range(len(kinds)):
                 kind = kinds[(k + step) % len(kinds)]
-                if kind == "mismatch_answer":  # one random partner; an unlucky draw just moves on
-                    bad = mismatch_answer(text, rng.choice(pool)[1], rng)
-                else:
-                    bad = _SINGLE[kind](text, rng)
+                other = rng.choice(pool)[1]  # mismatch_answer's partner; an unlucky draw just moves on
+                bad = mismatch_answer(text, other, rng) if kind == "mismatch_answer" else _SINGLE[kind](text, rng)
                 if bad is not None and bad != text:
                     twins.append(Twin(fmt, kind, rid, text, bad))
                     made, k = made + 1, (k + step + 1) % len(kinds)

@@ -1,0 +1,102 @@
+"""The teacher against REAL models: llama.cpp's OpenAI-compatible server and the in-process backend.
+
+SmolLM2-135M is a useless judge but a real model: these tests check plumbing (grammar-constrained JSON for every
+anchor, logprob read-out, caching, key hygiene), not judgement quality.
+"""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from mira_select.config import TeacherConfig
+from mira_select.teacher.client import Teacher
+from mira_select.teacher.types import Anchor
+from mira_select.workspace import Workspace
+
+from .teacher_helpers import LlamaServer, corpus_records, smol_path
+
+ANCHORS = [Anchor("a1", "clarity", "is it easy to follow"), Anchor("a2", "correctness", "is it right"),
+           Anchor("a3", "usefulness", "would a model learn from it")]
+SECRET = "sk-test-DO-NOT-LEAK-7f3a9c1e"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = LlamaServer(smol_path(), tmp_path_factory.mktemp("llama") / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def records():
+    return corpus_records({"code_python_pypi": 2, "qa_gpteacher_codegen": 1, "think_gsm8k_train": 1,
+                           "text_tldr_pages": 1})
+
+
+def _score_all(teacher, records):
+    return teacher.run(lambda i, f, t: teacher.score(i, f, t, ANCHORS), records)
+
+
+def test_openai_backend_on_real_server_then_all_cache_hits(tmp_path: Path, server, records, monkeypatch, caplog,
+                                                         capfd):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("MIRA_TEST_KEY", SECRET)
+    cfg = TeacherConfig(backend="openai", base_url=server.base_url, model="smollm2", api_key_env="MIRA_TEST_KEY",
+                        max_record_tokens=256, concurrency=2, response_format="json_schema")
+    ws = Workspace(tmp_path / "ws")
+    teacher = Teacher(cfg, ws, stage="label")
+    results = _score_all(teacher, records)
+    assert len(results) == 5
+    for r in results:
+        assert r.status in ("ok", "repaired"), r.error
+        assert set(r.data) == {"a1", "a2", "a3"}
+        for item in r.data.values():
+            assert 0 <= item["score"] <= 10 and isinstance(item["greedy"], int)
+    assert {r.readout for r in results} == {"expected"}  # the server returned top log-probs
+    first = teacher.save_accounting()
+    assert first["calls"] >= 5 and first["prompt_tokens"] > 0 and first["cache_hits"] == 0
+
+    again = Teacher(cfg, ws, stage="label")
+    results2 = _score_all(again, records)
+    acct = again.save_accounting()
+    assert acct["calls"] == 0 and acct["cache_hits"] == first["calls"]
+    assert [r.data for r in results2] == [r.data for r in results]
+    assert all(r.cached for r in results2)
+
+    out, err = capfd.readouterr()
+    for blob in (out, err, caplog.text):
+        assert SECRET not in blob
+    for f in ws.root.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_local_backend_scores_the_same_records_in_process(tmp_path: Path, records):
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, n_ctx=4096, threads=2)
+    teacher = Teacher(cfg, Workspace(tmp_path / "ws"), stage="label")
+    results = _score_all(teacher, records)
+    valid = [r for r in results if r.status in ("ok", "repaired")]
+    # A 135M model under a grammar still occasionally stalls mid-JSON; those must be dead-lettered with a reason.
+    assert len(valid) >= 3, [r.error for r in results]
+    for r in valid:
+        assert set(r.data) == {"a1", "a2", "a3"} and r.readout == "expected"
+    for r in results:
+        assert r.status != "dead" or r.error
+    acct = teacher.save_accounting()
+    assert acct["requests"] == 5 and acct["model"].startswith("local:")
+    perf = teacher.backend.perf()
+    assert perf["n_p_eval"] > 0
+
+
+def test_replay_backend_answers_only_from_cache(tmp_path: Path, server, records):
+    ws = Workspace(tmp_path / "ws")
+    live = TeacherConfig(backend="openai", base_url=server.base_url, model="smollm2", max_record_tokens=256)
+    t = Teacher(live, ws, stage="label")
+    _score_all(t, records[:2])
+    replay = Teacher(TeacherConfig(backend="replay", model="smollm2", replay_as="openai", max_record_tokens=256),
+                     ws, stage="label")
+    results = _score_all(replay, records[:3])
+    assert [r.status for r in results[:2]] != ["dead", "dead"]
+    assert results[2].status == "dead" and "no cached answer" in results[2].error
+    assert replay.save_accounting()["calls"] == 0
