@@ -65,6 +65,25 @@ def ingest(
 
 
 @app.command()
+def group(
+    config: Path = ConfigOpt,
+    force: bool = typer.Option(False, "--force", help="Recompute even if groups.json is current."),
+) -> None:
+    """Cluster sources into capability groups (embedding centroids, KMeans); writes groups.json."""
+    from .progress import RichReporter
+    from .stages.group import GroupStage, load_groups
+
+    cfg = load_config(config)
+    stage = GroupStage(cfg, reporter=RichReporter(err_console))
+    result = stage.run(force=force)
+    info = load_groups(stage.ws)
+    console.print(f"group: {'up to date' if result.skipped else 'computed'} — {len(result.groups)} group(s), "
+                  f"embedder {info['embedder']}{', overridden by config' if info['overridden'] else ''}")
+    for name, members in result.groups.items():
+        console.print(f"  [bold]{name}[/bold] ({len(members)}): {', '.join(members)}")
+
+
+@app.command()
 def manifest(config: Path = ConfigOpt) -> None:
     """Show the manifest of the workspace named in the config."""
     from .workspace import Workspace

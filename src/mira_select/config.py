@@ -96,6 +96,7 @@ class ExecutorConfig(_Strict):
 class GroupsConfig(_Strict):
     k: int = Field(5, gt=0)
     sample_per_source: int = Field(200, gt=0)
+    embedder: Literal["minilm-static", "minilm"] = "minilm-static"
     split_by_format: bool = True
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     override: dict[str, str] = Field(default_factory=dict, description="source -> group name")

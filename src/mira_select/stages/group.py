@@ -1,0 +1,155 @@
+"""`mira group`: cluster sources into capability groups; each group later gets its own rubric and budget.
+
+A source is represented by the normalized mean embedding of a seeded sample of its records. Sources are first split
+by their detected format (a trajectory corpus and a docs corpus should never share a rubric, whatever their
+vocabulary), then KMeans (several seeds, best inertia) clusters within formats, with the k budget spread over the
+formats that have the most sources. Config overrides win and are recorded as such.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import MiraConfig
+from ..errors import MiraError
+from ..progress import Reporter
+from ..sampling import reservoir_sample
+from ..workspace import Workspace, write_json
+
+STAGE = "group"
+
+
+@dataclass
+class GroupResult:
+    groups: dict[str, list[str]]
+    skipped: bool
+    seconds: float
+
+
+def _kmeans(x: np.ndarray, k: int, seeds: list[int]) -> tuple[np.ndarray, float]:
+    from sklearn.cluster import KMeans
+
+    if k >= len(x):
+        return np.arange(len(x)), 0.0
+    best = None
+    for seed in seeds:
+        km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x)
+        if best is None or km.inertia_ < best.inertia_:
+            best = km
+    return best.labels_, float(best.inertia_)
+
+
+def _split_k(k: int, sizes: dict[str, int]) -> dict[str, int]:
+    """One cluster per partition, extra clusters to the partitions with the most sources per cluster."""
+    alloc = {p: 1 for p in sizes}
+    for _ in range(max(0, k - len(sizes))):
+        candidates = [p for p in sizes if alloc[p] < sizes[p]]
+        if not candidates:
+            break
+        alloc[max(candidates, key=lambda p: (sizes[p] / alloc[p], p))] += 1
+    return alloc
+
+
+class GroupStage:
+    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, reporter: Reporter | None = None):
+        self.cfg = cfg
+        self.ws = ws or Workspace(cfg.workspace_path)
+        self.reporter = reporter or Reporter()
+
+    @property
+    def path(self):
+        return self.ws.root / "groups.json"
+
+    def _fingerprint(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {"groups": self.cfg.groups.model_dump(mode="json"),
+                "sources": {n: manifest["sources"][n]["records"] for n in self.cfg.source_names}}
+
+    def run(self, force: bool = False) -> GroupResult:
+        start = time.monotonic()
+        manifest = self.ws.manifest()
+        missing = [n for n in self.cfg.source_names if n not in manifest["sources"]]
+        if missing:
+            raise MiraError(f"sources not ingested yet: {', '.join(missing)}; run `mira ingest` first")
+        fp = self._fingerprint(manifest)
+        if not force and self.path.exists():
+            from ..workspace import read_json
+
+            done = read_json(self.path)
+            if done.get("fingerprint") == fp:
+                return GroupResult(done["groups"], True, time.monotonic() - start)
+
+        from ..embed import get_embedder
+
+        g = self.cfg.groups
+        names = [n for n in self.cfg.source_names if manifest["sources"][n]["records"] > 0]
+        with self.reporter.task("group: embed source samples", total=len(names)) as bar:
+            embedder = get_embedder(g.embedder)
+            samples = reservoir_sample(self.ws, names, n=g.sample_per_source, seed=g.seeds[0])
+            centroids = []
+            for n in names:
+                vecs = embedder.encode([r.text for r in samples[n]])
+                c = vecs.mean(axis=0)
+                centroids.append(c / max(np.linalg.norm(c), 1e-12))
+                bar.advance()
+        x = np.stack(centroids)
+        formats = {n: manifest["sources"][n]["format"] for n in names}
+        partitions: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            partitions.setdefault(formats[n] if g.split_by_format else "all", []).append(i)
+        k = min(g.k, len(names))
+        alloc = _split_k(k, {p: len(ix) for p, ix in partitions.items()})
+        assignments: dict[str, str] = {}
+        inertia = 0.0
+        for part, idx in sorted(partitions.items()):
+            labels, part_inertia = _kmeans(x[idx], alloc[part], g.seeds)
+            inertia += part_inertia
+            for i, label in zip(idx, labels):
+                assignments[names[i]] = part if alloc[part] == 1 else f"{part}-{int(label) + 1}"
+        if not g.split_by_format:  # name clusters by their members' most common format
+            assignments = _name_by_format(assignments, formats)
+        auto = dict(assignments)
+        assignments.update(g.override)
+        groups: dict[str, list[str]] = {}
+        for n in names:
+            groups.setdefault(assignments[n], []).append(n)
+        result = {
+            "fingerprint": fp,
+            "embedder": embedder.id,
+            "k": k, "k_requested": g.k, "seeds": g.seeds, "split_by_format": g.split_by_format,
+            "sample_per_source": g.sample_per_source,
+            "sources": names,
+            "source_formats": formats,
+            "assignments": assignments,
+            "automatic_assignments": auto,
+            "groups": dict(sorted(groups.items())),
+            "overridden": bool(g.override),
+            "overrides": dict(g.override),
+            "inertia": inertia,
+            "similarity": np.round(x @ x.T, 4).tolist(),
+            "sampled": {n: len(samples[n]) for n in names},
+        }
+        write_json(self.path, result)
+        return GroupResult(result["groups"], False, time.monotonic() - start)
+
+
+def _name_by_format(assignments: dict[str, str], formats: dict[str, str]) -> dict[str, str]:
+    members: dict[str, list[str]] = {}
+    for src, label in assignments.items():
+        members.setdefault(label, []).append(src)
+    named, used = {}, {}
+    for label, srcs in sorted(members.items()):
+        fmts = [formats[s] for s in srcs]
+        base = max(set(fmts), key=lambda f: (fmts.count(f), f))
+        used[base] = used.get(base, 0) + 1
+        named[label] = base if used[base] == 1 else f"{base}-{used[base]}"
+    return {src: named[label] for src, label in assignments.items()}
+
+
+def load_groups(ws: Workspace) -> dict[str, Any]:
+    from ..workspace import read_json
+
+    return read_json(ws.root / "groups.json")

@@ -1,0 +1,59 @@
+"""Source grouping on the real demo corpus."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mira_select.config import load_config
+from mira_select.stages.group import GroupStage
+
+pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
+
+
+def _cfg(demo_ws: Path, tmp_path: Path, **groups):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(demo_ws / "manifest.json", ws / "manifest.json")
+    (ws / "records").symlink_to(demo_ws / "records")
+    cfg = load_config(demo_ws.parent / "mira.yaml")
+    cfg.workspace = str(ws)
+    cfg.groups = cfg.groups.model_copy(update=groups)
+    return cfg
+
+
+def test_groups_follow_capabilities(demo_ws, tmp_path, ground_truth):
+    cfg = _cfg(demo_ws, tmp_path)
+    result = GroupStage(cfg).run()
+    info = json.loads((tmp_path / "ws" / "groups.json").read_text())
+    assert len(result.groups) >= 3
+    for members in result.groups.values():  # every group is pure in the corpus' own ground truth
+        truth = {next(iter(ground_truth(s).values()))["group"] for s in members}
+        assert len(truth) == 1, members
+    agents = [s for s in info["sources"] if s.startswith("agent_")]
+    assert len({info["assignments"][s] for s in agents}) == 1
+    n = len(info["sources"])
+    sim = info["similarity"]
+    assert len(sim) == n and all(abs(sim[i][i] - 1) < 1e-3 for i in range(n))
+    assert info["embedder"].startswith("minilm-static@") and info["overridden"] is False
+    # same inputs -> no work the second time
+    assert GroupStage(cfg).run().skipped
+
+
+def test_override_changes_groups_and_is_recorded(demo_ws, tmp_path):
+    cfg = _cfg(demo_ws, tmp_path, override={"qa_gpteacher_toolformer": "agent", "text_tldr_pages": "cheatsheets"})
+    GroupStage(cfg).run()
+    info = json.loads((tmp_path / "ws" / "groups.json").read_text())
+    assert info["overridden"] is True
+    assert info["assignments"]["qa_gpteacher_toolformer"] == "agent"
+    assert info["automatic_assignments"]["qa_gpteacher_toolformer"] == "qa"
+    assert info["groups"]["cheatsheets"] == ["text_tldr_pages"]
+
+
+def test_k_spreads_over_formats_and_is_deterministic(demo_ws, tmp_path):
+    cfg = _cfg(demo_ws, tmp_path, k=7)
+    first = GroupStage(cfg).run(force=True).groups
+    assert len(first) == 7
+    again = GroupStage(cfg).run(force=True).groups
+    assert again == first
