@@ -84,6 +84,79 @@ def group(
 
 
 @app.command()
+def discover(
+    config: Path = ConfigOpt,
+    force: bool = typer.Option(False, "--force", help="Rediscover even if the rubric is current."),
+) -> None:
+    """Teacher judges sampled records free-form; clustered judgments become each group's anchors (rubrics/)."""
+    from .progress import RichReporter
+    from .stages.discover import DiscoverStage
+
+    cfg = load_config(config)
+    stage = DiscoverStage(cfg, reporter=RichReporter(err_console))
+    result = stage.run(force=force)
+    for group, rubric in result.rubrics.items():
+        state = "up to date" if group in result.skipped else f"{rubric['n_judged']}/{rubric['n_records']} judged"
+        console.print(f"  [bold]{group}[/bold]: {len(rubric['anchors'])} anchors from {rubric['n_points']} "
+                      f"judgment points ({state})")
+        for note in rubric["notes"]:
+            console.print(f"    [yellow]note:[/yellow] {note}", highlight=False)
+    _print_accounting(stage._teacher)
+
+
+@app.command()
+def label(
+    config: Path = ConfigOpt,
+    force: bool = typer.Option(False, "--force", help="Relabel (the teacher cache still answers)."),
+) -> None:
+    """Teacher scores a stratified sample of each group on every anchor; writes labels/<group>/{train,val}."""
+    from .progress import RichReporter
+    from .stages.label import LabelStage
+
+    cfg = load_config(config)
+    stage = LabelStage(cfg, reporter=RichReporter(err_console))
+    result = stage.run(force=force)
+    for group, c in result.counts.items():
+        console.print(f"  [bold]{group}[/bold]: {c['labeled']} labeled ({c['train']} train / {c['val']} val), "
+                      f"{c['dead']} dead-lettered of {c['sampled']} sampled")
+    _print_accounting(stage._teacher)
+
+
+rubric_app = typer.Typer(help="Inspect discovered rubrics.", no_args_is_help=True)
+app.add_typer(rubric_app, name="rubric")
+
+
+@rubric_app.command("show")
+def rubric_show(group: str = typer.Argument(..., help="Group name (see groups.json)."),
+                config: Path = ConfigOpt) -> None:
+    """Print a group's anchors: id, part, name, definition, cluster size."""
+    from rich.table import Table
+
+    from .stages.discover import load_rubric
+    from .workspace import Workspace
+
+    cfg = load_config(config)
+    rubric = load_rubric(Workspace(cfg.workspace_path), group)
+    table = Table(title=f"rubric {group} — {rubric['teacher']}, {rubric['n_points']} judgment points")
+    for col in ("id", "part", "name", "definition", "size"):
+        table.add_column(col, overflow="fold")
+    for a in rubric["anchors"]:
+        table.add_row(a["id"], a["part"], a["name"], a["definition"], str(a["cluster_size"]))
+    console.print(table)
+
+
+def _print_accounting(teacher) -> None:
+    """What this run cost in teacher calls (also in ws/teacher/accounting.json)."""
+    if teacher is None:
+        console.print("teacher: not needed (every unit was already complete)")
+        return
+    a = teacher.acct
+    console.print(f"teacher ({teacher.model_id}): {a.requests} requests = {a.ok} ok + {a.repaired} repaired "
+                  f"+ {a.dead} dead; {a.calls} calls, {a.cache_hits} cache hits, "
+                  f"{a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion tokens, {a.wall_s:.0f}s")
+
+
+@app.command()
 def manifest(config: Path = ConfigOpt) -> None:
     """Show the manifest of the workspace named in the config."""
     from .workspace import Workspace

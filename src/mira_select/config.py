@@ -129,6 +129,21 @@ class TeacherConfig(_Strict):
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
 
 
+class DiscoverConfig(_Strict):
+    records_per_group: int = Field(64, gt=0, description="records judged free-form per group")
+    anchors: int = Field(15, gt=0, description="anchors per group (fewer if there are too few judgment points)")
+    anchors_per_part: int = Field(5, gt=0, description="qa_think groups: anchors each for think/combined/answer")
+    seed: int = 0
+
+
+class LabelConfig(_Strict):
+    records_per_group: int = Field(400, gt=0, description="records scored on every anchor per group")
+    val_share: float = Field(0.2, gt=0, lt=1)
+    min_val: int = Field(30, ge=0, description="validation records per source, when the source has them")
+    chunk: int = Field(16, gt=0, description="records per checkpoint")
+    seed: int = 1
+
+
 class StudentConfig(_Strict):
     kind: Literal["hashed_linear", "embed_heads", "generative"] = "hashed_linear"
     min_n: int = Field(20, gt=0)
@@ -150,6 +165,8 @@ class MiraConfig(_Strict):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     groups: GroupsConfig = Field(default_factory=GroupsConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
 

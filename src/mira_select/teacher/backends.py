@@ -80,15 +80,24 @@ class OpenAIBackend(Backend):
         self.cfg = cfg
         self.model = cfg.model
         self.supports_logprobs = cfg.logprobs
-        headers = {}
+        self._headers = {}
         if cfg.api_key_env:
             key = os.environ.get(cfg.api_key_env)
             if not key:
                 raise MiraError(f"teacher.api_key_env names {cfg.api_key_env!r} but that variable is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), headers=headers,
-                                         timeout=httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 10.0)),
-                                         limits=httpx.Limits(max_connections=cfg.concurrency * 2))
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """Created inside the running event loop (each `Teacher.run` has its own) and closed at its end."""
+        if self._client is None:
+            cfg = self.cfg
+            self._client = httpx.AsyncClient(
+                base_url=cfg.base_url.rstrip("/"), headers=self._headers,
+                timeout=httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 10.0)),
+                limits=httpx.Limits(max_connections=cfg.concurrency * 2))
+        return self._client
 
     def _body(self, req: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": list(req.messages), "temperature": req.temperature,
@@ -129,7 +138,7 @@ class OpenAIBackend(Backend):
         """One HTTP round trip -> a response, or (error, retryable, retry delay, response_format rejected)."""
         start = time.monotonic()
         try:
-            resp = await self._client.post("/chat/completions", json=body)
+            resp = await self.client.post("/chat/completions", json=body)
         except httpx.TimeoutException:
             return f"timeout after {self.cfg.timeout_s:g}s", True, None, False
         except httpx.TransportError as exc:
@@ -157,7 +166,9 @@ class OpenAIBackend(Backend):
                             digit_probs=digit_probs_from_openai(lp), retries=retries)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 def _retry_after(value: str | None) -> float | None:

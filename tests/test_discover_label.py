@@ -1,0 +1,108 @@
+"""discover + label on a small slice of the real corpus with a real (tiny) model in-process.
+
+SmolLM2-135M is no judge: these tests check the machinery (sampling, clustering into anchors, determinism, chunked
+resumable labeling, splits, counts). Rubric quality on the demo is measured with the 1.5B teacher (issue notes).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from .conftest import demo_slice, run_mira
+from .teacher_helpers import smol_path
+
+pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
+SOURCES = ["agent_glaive_toolcall", "agent_fireact_react", "code_python_pypi", "code_shell_ohmyzsh"]
+
+
+@pytest.fixture(scope="module")
+def small_ws(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("small")
+    demo_slice(d / "corpus", SOURCES, 30)
+    cfg = {
+        "workspace": "ws",
+        "sources": [{"name": s, "paths": [f"corpus/{s}.jsonl.zst"]} for s in SOURCES],
+        "ingest": {"exclude_fields": ["group", "format", "meta.lowq_kind"]},
+        "executor": {"workers": 1},
+        "groups": {"k": 2, "sample_per_source": 20},
+        "teacher": {"backend": "local", "model": str(smol_path()), "max_record_tokens": 128, "threads": 2},
+        "discover": {"records_per_group": 6, "anchors": 3},
+        "label": {"records_per_group": 8, "chunk": 4, "min_val": 2},
+    }
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    run_mira("group", "-c", str(d / "mira.yaml"), check=True)
+    return d
+
+
+def test_discover_builds_anchor_sets_per_group_deterministically(small_ws):
+    out = run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True)
+    ws = small_ws / "ws"
+    groups = json.loads((ws / "groups.json").read_text())["groups"]
+    assert set(groups) == {"agent", "code"}
+    rubrics = {g: json.loads((ws / "rubrics" / f"{g}.json").read_text()) for g in groups}
+    for g, r in rubrics.items():
+        assert 1 <= len(r["anchors"]) <= 3 and r["n_records"] == 6
+        assert r["n_judged"] + r["n_dead"] == r["n_records"]
+        for a in r["anchors"]:
+            assert a["name"].strip() and a["definition"].strip() and a["cluster_size"] >= 1
+        assert sum(a["cluster_size"] for a in r["anchors"]) == r["n_points"]
+        points = (ws / "discover" / g / "judgments.jsonl").read_text().splitlines()
+        assert len(points) == r["n_points"]
+    assert "teacher (local:" in out.stdout
+
+    # Same seed + cache: identical rubric, zero new calls.
+    before = {g: (ws / "rubrics" / f"{g}.json").read_text() for g in groups}
+    again = run_mira("discover", "-c", str(small_ws / "mira.yaml"), "--force", check=True)
+    assert {g: (ws / "rubrics" / f"{g}.json").read_text() for g in groups} == before
+    assert " 0 calls" in again.stdout
+
+    show = run_mira("rubric", "show", "agent", "-c", str(small_ws / "mira.yaml"), check=True)
+    assert rubrics["agent"]["anchors"][0]["name"][:10] in show.stdout
+
+
+def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
+    ws = small_ws / "ws"
+    if not (ws / "rubrics" / "agent.json").exists():
+        run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "label", "-c", str(small_ws / "mira.yaml")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    markers = ws / "_done" / "label"
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(markers.rglob("chunk-*.json"))) < 1:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_chunks = len(list(markers.rglob("chunk-*.json")))
+    assert done_chunks >= 1
+
+    out = run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
+    acct = json.loads((ws / "teacher" / "accounting.json").read_text())["label"]
+    assert acct["requests"] == 16 - 4 * done_chunks  # finished chunks are not asked again
+    for g in ("agent", "code"):
+        train = pq.read_table(ws / "labels" / g / "train.parquet")
+        val = pq.read_table(ws / "labels" / g / "val.parquet")
+        ids = train.column("id").to_pylist() + val.column("id").to_pylist()
+        dead = (ws / "labels" / g / "dead_letter.jsonl").read_text().splitlines()
+        assert len(ids) == len(set(ids)) and len(ids) + len(dead) == 8
+        for src in set(val.column("source").to_pylist()):
+            assert src in set(train.column("source").to_pylist())
+        anchors = json.loads((ws / "rubrics" / f"{g}.json").read_text())["anchors"]
+        for a in anchors:
+            col = train.column(f"score:{a['id']}").to_pylist()
+            assert all(0 <= v <= 10 for v in col)
+        assert set(train.column("split").to_pylist()) == {"train"}
+    assert "labeled" in out.stdout
+
+    # A finished label stage: no calls at all.
+    again = run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
+    assert "teacher: not needed" in again.stdout
