@@ -27,12 +27,14 @@ SOURCES = ["agent_glaive_toolcall", "agent_fireact_react", "code_python_pypi", "
 def small_ws(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("small")
     demo_slice(d / "corpus", SOURCES, 30)
+    demo_slice(d / "tiny", ["text_tldr_pages"], 3)  # a group smaller than the discovery sample
     cfg = {
         "workspace": "ws",
-        "sources": [{"name": s, "paths": [f"corpus/{s}.jsonl.zst"]} for s in SOURCES],
+        "sources": [{"name": s, "paths": [f"corpus/{s}.jsonl.zst"]} for s in SOURCES]
+        + [{"name": "tiny_text", "paths": ["tiny/text_tldr_pages.jsonl.zst"]}],
         "ingest": {"exclude_fields": ["group", "format", "meta.lowq_kind"]},
         "executor": {"workers": 1},
-        "groups": {"k": 2, "sample_per_source": 20},
+        "groups": {"k": 3, "sample_per_source": 20},
         "teacher": {"backend": "local", "model": str(smol_path()), "max_record_tokens": 128, "threads": 2},
         "discover": {"records_per_group": 6, "anchors": 3},
         "label": {"records_per_group": 8, "chunk": 4, "min_val": 2},
@@ -47,10 +49,13 @@ def test_discover_builds_anchor_sets_per_group_deterministically(small_ws):
     out = run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True)
     ws = small_ws / "ws"
     groups = json.loads((ws / "groups.json").read_text())["groups"]
-    assert set(groups) == {"agent", "code"}
+    assert set(groups) == {"agent", "code", "text"}
     rubrics = {g: json.loads((ws / "rubrics" / f"{g}.json").read_text()) for g in groups}
+    assert rubrics["text"]["n_records"] == 3
+    assert "3 records, fewer than the 6 requested" in rubrics["text"]["notes"][0]
+    assert "fewer than the 6 requested" in out.stdout
     for g, r in rubrics.items():
-        assert 1 <= len(r["anchors"]) <= 3 and r["n_records"] == 6
+        assert 1 <= len(r["anchors"]) <= 3 and r["n_records"] == (3 if g == "text" else 6)
         assert r["n_judged"] + r["n_dead"] == r["n_records"]
         for a in r["anchors"]:
             assert a["name"].strip() and a["definition"].strip() and a["cluster_size"] >= 1
@@ -87,15 +92,17 @@ def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
 
     out = run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
     acct = json.loads((ws / "teacher" / "accounting.json").read_text())["label"]
-    assert acct["requests"] == 16 - 4 * done_chunks  # finished chunks are not asked again
-    for g in ("agent", "code"):
+    assert acct["requests"] == 19 - 4 * done_chunks  # finished chunks are not asked again
+    for g in ("agent", "code", "text"):
+        n = 3 if g == "text" else 8
         train = pq.read_table(ws / "labels" / g / "train.parquet")
         val = pq.read_table(ws / "labels" / g / "val.parquet")
         ids = train.column("id").to_pylist() + val.column("id").to_pylist()
         dead = (ws / "labels" / g / "dead_letter.jsonl").read_text().splitlines()
-        assert len(ids) == len(set(ids)) and len(ids) + len(dead) == 8
+        assert len(ids) == len(set(ids)) and len(ids) + len(dead) == n
         for src in set(val.column("source").to_pylist()):
             assert src in set(train.column("source").to_pylist())
+            assert 0 < val.column("source").to_pylist().count(src) <= train.column("source").to_pylist().count(src)
         anchors = json.loads((ws / "rubrics" / f"{g}.json").read_text())["anchors"]
         for a in anchors:
             col = train.column(f"score:{a['id']}").to_pylist()
@@ -106,3 +113,20 @@ def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
     # A finished label stage: no calls at all.
     again = run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
     assert "teacher: not needed" in again.stdout
+
+
+def test_an_empty_group_is_an_error_naming_it(small_ws, tmp_path):
+    import shutil
+
+    d = tmp_path / "proj"
+    shutil.copytree(small_ws / "corpus", d / "corpus")
+    (d / "empty.jsonl").write_text('{"id": "x", "text": "   "}\n')
+    cfg = yaml.safe_load((small_ws / "mira.yaml").read_text())
+    cfg["sources"] = [s for s in cfg["sources"] if s["name"] != "tiny_text"]
+    cfg["sources"].append({"name": "blank", "paths": ["empty.jsonl"]})
+    cfg["groups"]["override"] = {"blank": "hollow"}
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    run_mira("group", "-c", str(d / "mira.yaml"), check=True)
+    proc = run_mira("discover", "-c", str(d / "mira.yaml"))
+    assert proc.returncode == 2 and "group 'hollow' has no records" in proc.stderr

@@ -127,6 +127,8 @@ class TeacherConfig(_Strict):
     n_ctx: int = Field(4096, gt=0, description="local backend context window")
     threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
+    warm_cache: str | None = Field(
+        None, description="folder with teacher.sqlite + nonce.key copied into a new workspace (e.g. the demo's)")
 
 
 class DiscoverConfig(_Strict):

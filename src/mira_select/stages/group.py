@@ -116,6 +116,9 @@ class GroupStage:
         groups: dict[str, list[str]] = {}
         for n in names:
             groups.setdefault(assignments[n], []).append(n)
+        for n, group in g.override.items():  # an explicitly placed source stays visible even when it is empty
+            if n not in names:
+                groups.setdefault(group, []).append(n)
         result = {
             "fingerprint": fp,
             "embedder": embedder.id,

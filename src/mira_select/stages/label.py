@@ -59,7 +59,8 @@ class LabelStage:
 
     def teacher(self) -> Teacher:
         if self._teacher is None:
-            self._teacher = Teacher(self.cfg.teacher, self.ws, stage=STAGE, tokenizer=self.cfg.tokenizer)
+            self._teacher = Teacher(self.cfg.teacher, self.ws, stage=STAGE, tokenizer=self.cfg.tokenizer,
+                                    base_dir=self.cfg.base_dir)
         return self._teacher
 
     def run(self, force: bool = False) -> LabelResult:

@@ -31,7 +31,7 @@ def run_check(cfg: MiraConfig, ws: Workspace, per_format: int = 8, seed: int = 0
     pool = reservoir_sample(ws, cfg.source_names, n=per_format * 3, seed=seed, key=lambda s, f: f)
     records = [(r.id, r.format, r.text) for recs in pool.values() for r in recs]
     twins = make_twins(records, per_format=per_format, seed=seed)
-    teacher = Teacher(cfg.teacher, ws, stage="teacher_check", tokenizer=cfg.tokenizer)
+    teacher = Teacher(cfg.teacher, ws, stage="teacher_check", tokenizer=cfg.tokenizer, base_dir=cfg.base_dir)
     items = []
     for i, t in enumerate(twins):
         items.append((f"{t.clean_id}", t.format, t.clean))

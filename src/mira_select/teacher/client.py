@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
-from ..config import TeacherConfig
+from ..config import TeacherConfig, resolve_local
 from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .backends import Backend, TeacherCallError, make_backend
 from .cache import ResponseCache, cache_key
@@ -55,12 +57,29 @@ def workspace_secret(ws: Workspace) -> bytes:
     return path.read_bytes()
 
 
+def seed_warm_cache(ws: Workspace, source: Path) -> bool:
+    """Copy a shipped cache (responses + the nonce key they were made with) into a workspace that has none yet.
+
+    The key must travel with the responses: prompts embed the record nonce, so only the same key reproduces the
+    same requests, and the cache keys with them.
+    """
+    target = ws.root / "cache"
+    if (target / "teacher.sqlite").exists() or not (source / "teacher.sqlite").exists():
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "nonce.key", target / "nonce.key")
+    shutil.copyfile(source / "teacher.sqlite", target / "teacher.sqlite")
+    return True
+
+
 class Teacher:
     def __init__(self, cfg: TeacherConfig, ws: Workspace, stage: str, backend: Backend | None = None,
-                 tokenizer: str = "qwen2.5-coder"):
+                 tokenizer: str = "qwen2.5-coder", base_dir: Path | None = None):
         self.cfg = cfg
         self.ws = ws
         self.stage = stage
+        if cfg.warm_cache:
+            seed_warm_cache(ws, resolve_local(cfg.warm_cache, base_dir or Path(".")))
         self.backend = backend or make_backend(cfg)
         self.cache = ResponseCache(ws.root / "cache" / "teacher.sqlite")
         self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
