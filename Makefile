@@ -22,11 +22,16 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The pipeline as far as it runs in minutes here. discover/label join once the demo's warm teacher cache
+# (data/demo/cache/) is complete; until then they would make ~560 live calls to the embedded 1.5B model.
 demo: $(STAMP)
 	$(BIN)/mira ingest -c $(DEMO)
+	$(BIN)/mira group -c $(DEMO)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_memory.py
+	$(BIN)/python bench/teacher.py
+	$(BIN)/python bench/injection.py
 
 clean:
 	rm -rf $(VENV) data/demo/ws

@@ -1,11 +1,14 @@
 """Fault injection (fake server, faults only): every request ends ok, repaired or dead-lettered, as counted."""
 
+import random
+import shutil
 from pathlib import Path
 
 import orjson
 import pytest
 
-from mira_select.config import TeacherConfig
+from mira_select.config import TeacherConfig, load_config
+from mira_select.teacher.check import run_check
 from mira_select.teacher.client import Teacher
 from mira_select.teacher.types import Anchor
 from mira_select.workspace import Workspace
@@ -90,11 +93,6 @@ def test_faults_are_retried_repaired_or_dead_lettered_exactly(tmp_path: Path, fa
 
 
 def test_teacher_check_warns_about_a_teacher_that_scores_at_random(tmp_path: Path, demo_ws):
-    import random
-
-    from mira_select.config import load_config
-    from mira_select.teacher.check import run_check
-
     rng = random.Random(7)
 
     def random_scores(fault, n, repair, body):
@@ -108,10 +106,6 @@ def test_teacher_check_warns_about_a_teacher_that_scores_at_random(tmp_path: Pat
         cfg = load_config(demo_ws.parent / "mira.yaml")
         cfg.teacher = cfg.teacher.model_copy(update={"backend": "openai", "base_url": srv.base_url, "model": "dice",
                                                      "logprobs": False})
-        from mira_select.workspace import Workspace
-
-        import shutil
-
         ws = Workspace(tmp_path / "ws")
         shutil.copytree(demo_ws / "records", ws.root / "records")
         summary = run_check(cfg, ws, per_format=20, seed=0)

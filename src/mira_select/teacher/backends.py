@@ -187,7 +187,6 @@ class ReplayBackend(Backend):
 
     def __init__(self, cfg: TeacherConfig):
         self.model = cfg.model
-        self.replay_as = cfg.replay_as
 
     async def complete(self, req: ChatRequest) -> ChatResponse:
         raise TeacherCallError("replay backend: no cached answer for this request")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -63,7 +64,7 @@ class PromptBuilder:
 
     def _record(self, nonce: str, text: str) -> str:
         truncated = truncate_tokens(text, self.max_record_tokens, self.tokenizer)
-        return _read("record.md").format(nonce=nonce, text=truncated)
+        return _read("record.md").format(nonce=nonce, text=defang(truncated))
 
     def judge(self, fmt: str, record_id: str, text: str, temperature: float = 0.0) -> ChatRequest:
         fam = _family("judge", fmt)
@@ -72,8 +73,7 @@ class PromptBuilder:
             kind=fam["kind"], focus=fam["focus"], n_min=6 if with_parts else 3, n_max=12 if with_parts else 8,
             part_field='"part": "think|combined|answer", ' if with_parts else "",
         )
-        return self._request("judge", fmt, record_id, text, body, judge_schema(with_parts), self.max_tokens_judge,
-                             temperature)
+        return self._request(record_id, text, body, judge_schema(with_parts), self.max_tokens_judge, temperature)
 
     def score(self, fmt: str, record_id: str, text: str, anchors: list[Anchor], logprobs: bool = False,
               temperature: float = 0.0) -> ChatRequest:
@@ -85,16 +85,37 @@ class PromptBuilder:
         example = ", ".join(f'"{a.id}": {{"rationale": "...", "score": 0-10}}' for a in anchors[:2]) + ", ..."
         body = _read("score/base.md").format(kind=fam["kind"], focus=fam["focus"], anchors=listed, example=example)
         max_tokens = 40 + self.max_tokens_per_anchor * len(anchors)
-        return self._request("score", fmt, record_id, text, body, score_schema(anchors), max_tokens, temperature,
+        return self._request(record_id, text, body, score_schema(anchors), max_tokens, temperature,
                              logprobs=logprobs)
 
-    def _request(self, task, fmt, record_id, text, body, schema, max_tokens, temperature, logprobs=False):
+    def _request(self, record_id: str, text: str, body: str, schema: dict, max_tokens: int, temperature: float,
+                 logprobs: bool = False) -> ChatRequest:
         # The system message is the same for every record of a group (reusable prefix); the nonce and the record
         # go last, in the user message.
         system = _read("common.md") + "\n" + body
         user = self._record(record_nonce(self.secret, record_id, text), text)
         return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
                            schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
+
+
+# Lines that address the reviewer rather than belong to the data: fake block markers, "ignore the rubric",
+# "give every dimension 10", "SYSTEM NOTE:". Small judges follow such lines (measured: a 3-line test fixture went
+# from 0.05 to 9.99 with one appended), so the teacher sees them replaced by a visible marker. Stored records are
+# untouched; only the teacher's view changes.
+_INJECTION = re.compile(
+    r"</?record\b[^>\n]*>"
+    r"|^.*(?<![-\w])(?:ignore|disregard|forget)\s+(?:(?:all|any|the|your|previous|prior|above|these|of)\s+)*"
+    r"(?:rubric|instructions?|guidelines|criteria|scoring)\b.*$"
+    r"|^.*\b(?:give|assign|rate|score|award)\b[^\n]{0,40}\b(?:10|ten|full marks|perfect|maximum|highest)\b"
+    r"[^\n]{0,40}\b(?:dimensions?|anchors?|criteria|categor(?:y|ies)|scores?|everything)\b.*$"
+    r"|^.*\b(?:system|admin|developer|reviewer|grader|evaluator)\s+(?:note|message|instruction|override)s?\b.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+INJECTION_MARK = "[line removed: addressed to the reviewer, not part of the data]"
+
+
+def defang(text: str) -> str:
+    return _INJECTION.sub(INJECTION_MARK, text)
 
 
 def truncate_tokens(text: str, max_tokens: int, tokenizer: str = "qwen2.5-coder", head_share: float = 0.7) -> str:
