@@ -187,6 +187,7 @@ class ReplayBackend(Backend):
 
     def __init__(self, cfg: TeacherConfig):
         self.model = cfg.model
+        self.supports_logprobs = cfg.logprobs  # must build the same requests as the backend that filled the cache
 
     async def complete(self, req: ChatRequest) -> ChatResponse:
         raise TeacherCallError("replay backend: no cached answer for this request")
