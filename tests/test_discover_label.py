@@ -130,3 +130,18 @@ def test_an_empty_group_is_an_error_naming_it(small_ws, tmp_path):
     run_mira("group", "-c", str(d / "mira.yaml"), check=True)
     proc = run_mira("discover", "-c", str(d / "mira.yaml"))
     assert proc.returncode == 2 and "group 'hollow' has no records" in proc.stderr
+
+
+def test_anchors_from_repeated_judgments_do_not_break_clustering(small_ws):
+    from mira_select.config import load_config
+    from mira_select.stages.discover import DiscoverStage
+
+    cfg = load_config(small_ws / "mira.yaml")
+    cfg.discover = cfg.discover.model_copy(update={"anchors": 5})
+    points = [{"record_id": f"r{i}", "source": "s", "part": "combined", "name": n, "reason": r, "score": 5}
+              for i, (n, r) in enumerate([("clarity", "clear")] * 6 + [("tool use", "calls the right tool")] * 4)]
+    notes: list[str] = []
+    anchors, projection = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=notes)
+    assert [a["name"] for a in anchors] == ["clarity", "tool use"]
+    assert [a["cluster_size"] for a in anchors] == [6, 4]
+    assert "2 distinct" in notes[0] and len(projection["x"]) == 10

@@ -35,12 +35,14 @@ class DiscoverResult:
     seconds: float
 
 
-def stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int,
-                      exclude: set[str] | None = None) -> list[SampledRecord]:
-    """About n records spread evenly over the sources (round-robin), seeded; short sources give what they have."""
-    per = math.ceil(n / max(len(sources), 1)) + (len(exclude or ()) // max(len(sources), 1))
+def stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int) -> list[SampledRecord]:
+    """About n records spread evenly over the sources (round-robin), seeded; short sources give what they have.
+
+    Each source's pool holds twice its even share, so sources with spare records fill in for short ones.
+    """
+    per = math.ceil(n / max(len(sources), 1))
     pools = reservoir_sample(ws, sources, n=max(per * 2, per + 8), seed=seed)
-    queues = {s: [r for r in pools.get(s, []) if not exclude or r.id not in exclude] for s in sources}
+    queues = {s: list(pools.get(s, [])) for s in sources}
     out: list[SampledRecord] = []
     while len(out) < n and any(queues.values()):
         for s in sources:
@@ -155,12 +157,15 @@ class DiscoverStage:
             if len(idx) == 0:
                 notes.append(f"no judgment points for part {part!r}")
                 continue
-            k = min(k_wanted, max(1, len(idx) // 2))
+            distinct = len(np.unique(np.round(vecs[idx], 5), axis=0))  # repeated judgments embed identically
+            k = min(k_wanted, max(1, len(idx) // 2), distinct)
             if k < k_wanted:
-                notes.append(f"part {part!r}: {len(idx)} points, so {k} anchors instead of {k_wanted}")
+                notes.append(f"part {part!r}: {len(idx)} points ({distinct} distinct), so {k} anchors instead of "
+                             f"{k_wanted}")
             km = KMeans(n_clusters=k, n_init=10, random_state=d.seed).fit(vecs[idx])
             order = sorted(range(k), key=lambda c: (-int((km.labels_ == c).sum()), c))
             used_names: set[str] = set()
+            order = [c for c in order if (km.labels_ == c).any()]  # KMeans may leave a cluster empty
             for rank, c in enumerate(order):
                 members = idx[km.labels_ == c]
                 dist = np.linalg.norm(vecs[members] - km.cluster_centers_[c], axis=1)

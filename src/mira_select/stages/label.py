@@ -16,14 +16,15 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..config import MiraConfig
+from ..io.shards import write_table
 from ..progress import Reporter
 from ..teacher.client import Teacher
 from ..teacher.types import Anchor
 from ..workspace import Counts, Workspace, atomic_write_bytes
-from ..io.shards import write_table
 from .discover import group_members, load_rubric, stratified_sample
 
 STAGE = "label"
@@ -137,8 +138,6 @@ class LabelStage:
                 split[rid] = split_of(rid, rank, len(members), lc.val_share, lc.min_val)
         table = table.append_column("split", pa.array([split[i] for i in ids], pa.string()))
         out = self.ws.root / "labels" / group
-        import pyarrow.compute as pc
-
         for name in ("train", "val"):
             write_table(out / f"{name}.parquet", table.filter(pc.equal(table.column("split"), name)))
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
