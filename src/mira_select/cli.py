@@ -27,8 +27,9 @@ from .cli_teacher import teacher_app  # noqa: E402
 
 app.add_typer(models_app, name="models")
 app.add_typer(teacher_app, name="teacher")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `make demo | tee`) would otherwise wrap tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 _state = {"debug": False}
 
 ConfigOpt = typer.Option(Path("mira.yaml"), "--config", "-c", help="Path to mira.yaml.")
