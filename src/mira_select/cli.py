@@ -28,7 +28,7 @@ from .cli_teacher import teacher_app  # noqa: E402
 app.add_typer(models_app, name="models")
 app.add_typer(teacher_app, name="teacher")
 # Piped output (CI logs, `make demo | tee`) would otherwise wrap tables at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 _state = {"debug": False}
 
