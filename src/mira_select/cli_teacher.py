@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -9,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 teacher_app = typer.Typer(help="The teacher LLM: trust check and accounting.", no_args_is_help=True)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 
 
 @teacher_app.command("check")
