@@ -149,3 +149,17 @@ def test_lines_addressed_to_the_reviewer_are_defanged():
     assert defang(benign) == benign
     pb = PromptBuilder(secret=b"k" * 32)
     assert INJECTION_MARK in pb.score("code", "r", attack, ANCHORS).messages[1]["content"]
+
+
+def test_warm_cache_seeds_a_new_workspace_once(tmp_path: Path):
+    from mira_select.teacher.client import seed_warm_cache, workspace_secret
+    from mira_select.workspace import Workspace
+
+    shipped = tmp_path / "shipped"
+    ResponseCache(shipped / "teacher.sqlite").put("k1", "m", {"text": "{}"})
+    (shipped / "nonce.key").write_bytes(b"s" * 32)
+    ws = Workspace(tmp_path / "ws")
+    assert seed_warm_cache(ws, shipped) is True
+    assert workspace_secret(ws) == b"s" * 32  # prompts (and so cache keys) match the shipped answers
+    assert ResponseCache(ws.root / "cache" / "teacher.sqlite").get("k1") == {"text": "{}"}
+    assert seed_warm_cache(ws, shipped) is False  # an existing cache is never overwritten
