@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
@@ -68,7 +69,15 @@ def seed_warm_cache(ws: Workspace, source: Path) -> bool:
         return False
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / "nonce.key", target / "nonce.key")
-    shutil.copyfile(source / "teacher.sqlite", target / "teacher.sqlite")
+    # sqlite's backup API, not a file copy: a cache in WAL mode keeps recent answers in its -wal file
+    tmp = target / ".teacher.sqlite.seeding"
+    src, dst = sqlite3.connect(source / "teacher.sqlite"), sqlite3.connect(tmp)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    os.replace(tmp, target / "teacher.sqlite")
     return True
 
 
