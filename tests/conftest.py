@@ -61,32 +61,20 @@ def demo_slice(dst: Path, sources: list[str], n: int) -> Path:
     return dst
 
 
+def load_ground_truth(name: str) -> dict[str, dict]:
+    """id -> {group, format, lowq_kind} from the corpus files themselves (tests only; the pipeline never reads it)."""
+    import io
+
+    out = {}
+    with open(DEMO_CORPUS / f"{name}.jsonl.zst", "rb") as fh:
+        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
+        for line in reader:
+            r = orjson.loads(line)
+            out[r["id"]] = {"group": r["group"], "format": r["format"],
+                            "lowq_kind": (r.get("meta") or {}).get("lowq_kind")}
+    return out
+
+
 @pytest.fixture
 def ground_truth():
-    """id -> {group, format, lowq_kind} from the corpus files themselves (tests only; the pipeline never reads it)."""
-
-    def load(name: str) -> dict[str, dict]:
-        out = {}
-        with open(DEMO_CORPUS / f"{name}.jsonl.zst", "rb") as fh:
-            import io
-
-            reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
-            for line in reader:
-                r = orjson.loads(line)
-                out[r["id"]] = {"group": r["group"], "format": r["format"],
-                                "lowq_kind": (r.get("meta") or {}).get("lowq_kind")}
-        return out
-
-    return load
-
-
-@pytest.fixture(scope="session")
-def demo_ws(tmp_path_factory) -> Path:
-    """The whole bundled demo corpus ingested once per test session (about 30 s on 2 cores)."""
-    import shutil
-
-    d = tmp_path_factory.mktemp("demo")
-    shutil.copy(DEMO / "mira.yaml", d / "mira.yaml")
-    (d / "corpus").symlink_to(DEMO_CORPUS)
-    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
-    return d / "ws"
+    return load_ground_truth

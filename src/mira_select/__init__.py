@@ -5,4 +5,13 @@ from .errors import ConfigError, MiraError
 from .workspace import Workspace
 
 __version__ = "0.1.0"
-__all__ = ["MiraConfig", "load_config", "ConfigError", "MiraError", "Workspace", "__version__"]
+__all__ = ["MiraConfig", "load_config", "ConfigError", "MiraError", "Workspace", "Scorer", "__version__"]
+
+
+def __getattr__(name: str):
+    # Scorer pulls in numpy/scipy/students: load it only when asked for
+    if name == "Scorer":
+        from .scorer import Scorer
+
+        return Scorer
+    raise AttributeError(name)

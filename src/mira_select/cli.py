@@ -123,6 +123,10 @@ def label(
     _print_accounting(stage._teacher)
 
 
+from .cli_select import register as _register_select  # noqa: E402
+
+_register_select(app, console, err_console, ConfigOpt)  # train, score, select, export: after label in --help
+
 rubric_app = typer.Typer(help="Inspect discovered rubrics.", no_args_is_help=True)
 app.add_typer(rubric_app, name="rubric")
 

@@ -147,10 +147,14 @@ class LabelConfig(_Strict):
 
 
 class StudentConfig(_Strict):
-    kind: Literal["hashed_linear", "embed_heads", "generative"] = "hashed_linear"
-    min_n: int = Field(20, gt=0)
+    kind: Literal["hashed_linear", "embed_heads", "generative", "auto"] = Field(
+        "hashed_linear", description="auto = fit both CPU tiers, keep the one closer to the teacher on validation")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per kind: constructor arguments")
+    min_n: int = Field(20, gt=0, description="validation records needed before an anchor can count as reliable")
     max_mae: float = Field(1.5, gt=0)
     min_spearman: float = Field(0.3, ge=-1, le=1)
+    trim: float = Field(0.1, ge=0, lt=0.5, description="share trimmed at each end of a record's anchor scores")
+    batch: int = Field(512, gt=0, description="records scored per student call")
 
 
 class BudgetConfig(_Strict):

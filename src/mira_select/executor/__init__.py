@@ -13,6 +13,10 @@ from .local import LocalExecutor
 
 def make_executor(cfg: ExecutorConfig, workers: int | None = None) -> Executor:
     n = workers if workers is not None else cfg.workers
+    if cfg.kind == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(workers=n, address=cfg.address)
     return LocalExecutor(workers=n)
 
 

@@ -9,6 +9,7 @@ answer anchors (5 each by default) so reasoning and final answers are judged on 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -171,12 +172,12 @@ class DiscoverStage:
                 dist = np.linalg.norm(vecs[members] - km.cluster_centers_[c], axis=1)
                 ranked = members[np.argsort(dist, kind="stable")]
                 # nearest member whose name is not taken yet: anchors in one rubric must read differently
-                pick = next((i for i in ranked if points[i]["name"].lower() not in used_names), ranked[0])
-                used_names.add(points[pick]["name"].lower())
+                pick = next((i for i in ranked if name_key(points[i]["name"]) not in used_names), ranked[0])
+                used_names.add(name_key(points[pick]["name"]))
                 labels[members] = len(anchors)
                 anchors.append({
                     "id": f"{part[:2]}{rank + 1:02d}" if with_parts else f"a{rank + 1:02d}",
-                    "name": points[pick]["name"],
+                    "name": display_name(points[pick]["name"]),
                     "definition": points[pick]["reason"],
                     "exemplar": {"record_id": points[pick]["record_id"], "reason": points[pick]["reason"],
                                  "score": points[pick]["score"]},
@@ -188,6 +189,18 @@ class DiscoverStage:
         projection = {"x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
                       "anchor": labels.tolist(), "names": [p["name"] for p in points]}
         return anchors, projection
+
+
+def name_key(name: str) -> str:
+    """Names that differ only in case, separators or plural endings are the same dimension."""
+    words = re.sub(r"[^a-z0-9]+", " ", name.lower()).split()
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words)
+
+
+def display_name(name: str) -> str:
+    """``use_of_observations`` → ``Use of observations``: teachers name dimensions in any case convention."""
+    text = re.sub(r"[_\s]+", " ", name).strip()
+    return text[:1].upper() + text[1:] if text.islower() else text
 
 
 def load_rubric(ws: Workspace, group: str) -> dict[str, Any]:

@@ -112,7 +112,7 @@ class LabelStage:
                         row[f"greedy:{a.id}"] = int(res.data[a.id]["greedy"])
                         row[f"rationale:{a.id}"] = res.data[a.id]["rationale"]
                     rows.append(row)
-                write_table(work / f"chunk-{ci:05d}.parquet", _table(rows, anchors))
+                write_table(work / f"chunk-{ci:05d}.parquet", label_table(rows, anchors))
                 atomic_write_bytes(work / f"chunk-{ci:05d}.dead.jsonl",
                                    b"".join(orjson.dumps(d) + b"\n" for d in dead))
                 self.ws.mark_done(STAGE, key, Counts(len(chunk), len(rows), 0, len(dead)), fingerprint=fp)
@@ -127,19 +127,9 @@ class LabelStage:
         lc = self.cfg.label
         work = self.ws.work_dir(STAGE, group)
         tables = [pq.read_table(work / f"chunk-{i:05d}.parquet") for i in range(n_chunks)]
-        table = pa.concat_tables(tables) if tables else _table([], anchors)
-        ids, srcs = table.column("id").to_pylist(), table.column("source").to_pylist()
-        by_source: dict[str, list[str]] = {}
-        for rid, src in zip(ids, srcs):
-            by_source.setdefault(src, []).append(rid)
-        split = {}
-        for src, members in by_source.items():
-            for rank, rid in enumerate(sorted(members, key=_id_rank_key)):
-                split[rid] = split_of(rid, rank, len(members), lc.val_share, lc.min_val)
-        table = table.append_column("split", pa.array([split[i] for i in ids], pa.string()))
+        table = pa.concat_tables(tables) if tables else label_table([], anchors)
+        split = write_splits(self.ws, group, table, lc.val_share, lc.min_val)
         out = self.ws.root / "labels" / group
-        for name in ("train", "val"):
-            write_table(out / f"{name}.parquet", table.filter(pc.equal(table.column("split"), name)))
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
         n_dead = dead.count(b"\n")
@@ -147,7 +137,24 @@ class LabelStage:
                 "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values())}
 
 
-def _table(rows: list[dict[str, Any]], anchors: list[Anchor]) -> pa.Table:
+def write_splits(ws: Workspace, group: str, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
+    """Split labeled rows train/val per source (lowest id hashes → val) and write labels/<group>/{train,val}."""
+    ids, srcs = table.column("id").to_pylist(), table.column("source").to_pylist()
+    by_source: dict[str, list[str]] = {}
+    for rid, src in zip(ids, srcs):
+        by_source.setdefault(src, []).append(rid)
+    split = {}
+    for src, members in by_source.items():
+        for rank, rid in enumerate(sorted(members, key=_id_rank_key)):
+            split[rid] = split_of(rid, rank, len(members), val_share, min_val)
+    table = table.append_column("split", pa.array([split[i] for i in ids], pa.string()))
+    out = ws.root / "labels" / group
+    for name in ("train", "val"):
+        write_table(out / f"{name}.parquet", table.filter(pc.equal(table.column("split"), name)))
+    return split
+
+
+def label_table(rows: list[dict[str, Any]], anchors: list[Anchor]) -> pa.Table:
     fields = [pa.field("id", pa.string()), pa.field("source", pa.string()), pa.field("format", pa.string()),
               pa.field("n_tokens", pa.int32()), pa.field("readout", pa.string()), pa.field("model", pa.string()),
               pa.field("prompt_hash", pa.string())]

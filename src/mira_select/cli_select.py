@@ -1,0 +1,117 @@
+"""`mira train | score | select | export`: from teacher labels to a selected, materialized corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import load_config
+
+
+def register(app: typer.Typer, console, err_console, config_opt) -> None:
+    @app.command()
+    def train(
+        config: Path = config_opt,
+        force: bool = typer.Option(False, "--force", help="Refit even if the students are current."),
+    ) -> None:
+        """Fit each group's student on its teacher labels; write metrics (MAE, Spearman) and the reliability mask."""
+        from rich.table import Table
+
+        from .progress import RichReporter
+        from .stages.train import TrainStage
+
+        cfg = load_config(config)
+        result = TrainStage(cfg, reporter=RichReporter(err_console)).run(force=force)
+        table = Table(title=f"students (validation vs teacher){' — up to date' if result.skipped else ''}")
+        for col in ("group", "tier", "train", "val", "Spearman", "MAE", "other tiers", "fallback sources"):
+            table.add_column(col)
+        for group, m in result.groups.items():
+            o = m["overall"]
+            others = ", ".join(f"{k} {_fmt(v['overall']['spearman'])}" for k, v in m["tiers"].items()
+                               if k != m["kind"])
+            mask = _mask(cfg, group)
+            table.add_row(group, m["kind"], str(m["n_train"]), str(m["n_val"]), _fmt(o["spearman"]),
+                          _fmt(o["mae"]), others or "-", str(sum(v["fallback"] for v in mask.values())))
+        console.print(table)
+
+    @app.command()
+    def score(
+        config: Path = config_opt,
+        executor: Optional[str] = typer.Option(None, "--executor", help="local or ray (default: config)."),
+        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local)."),
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Parallel workers."),
+        force: bool = typer.Option(False, "--force", help="Rescore every shard."),
+    ) -> None:
+        """Score every record with its group's student; writes scores/<source>/part-NNNNN.parquet."""
+        from .executor import make_executor
+        from .progress import RichReporter
+        from .stages.score import ScoreStage
+
+        cfg = load_config(config)
+        ex_cfg = cfg.executor.model_copy(update={k: v for k, v in {"kind": executor, "address": address}.items()
+                                                 if v is not None})
+        if ex_cfg.kind not in ("local", "ray"):
+            from .errors import MiraError
+
+            raise MiraError(f"--executor must be local or ray, got {ex_cfg.kind!r}")
+        with make_executor(ex_cfg, workers) as ex:
+            result = ScoreStage(cfg, executor=ex, reporter=RichReporter(err_console)).run(force=force)
+        if result.shards_done == 0:
+            console.print(f"score: nothing to do — {result.shards_skipped} shard(s) already scored")
+        else:
+            console.print(f"score: {result.records:,} records in {result.shards_done} shard(s) "
+                          f"({result.shards_skipped} already done), {result.seconds:.1f}s "
+                          f"({result.records / max(result.seconds, 1e-9):,.0f} records/s)")
+
+    @app.command("select")
+    def select_(
+        config: Path = config_opt,
+        variant: Optional[str] = typer.Option(None, "--variant", help="group (MIRA-Group), source or global."),
+        budget: Optional[float] = typer.Option(None, "--budget", help="Share of tokens to keep, e.g. 0.5."),
+        force: bool = typer.Option(False, "--force", help="Reselect even if current."),
+    ) -> None:
+        """Keep a token budget of the best-scored records per group / source / globally."""
+        from rich.table import Table
+
+        from .stages.select import SelectStage
+
+        cfg = load_config(config)
+        r = SelectStage(cfg).run(variant, budget, force=force)
+        s = r.summary
+        table = Table(title=f"selection {r.variant} at {s['fraction']:.0%} of tokens"
+                      f"{' — up to date' if r.skipped else ''}")
+        for col in ("group", "records", "tokens", "kept records", "kept tokens", "kept share"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for g, d in sorted(s["per_group"].items()):
+            table.add_row(g, f"{d['records']:,}", f"{d['tokens']:,}", f"{d['kept_records']:,}",
+                          f"{d['kept_tokens']:,}", f"{d['kept_tokens'] / max(d['tokens'], 1):.1%}")
+        t = s["totals"]
+        table.add_row("[bold]total", f"{t['records']:,}", f"{t['tokens']:,}", f"{t['kept_records']:,}",
+                      f"{t['kept_tokens']:,}", f"{t['kept_tokens'] / max(t['tokens'], 1):.1%}")
+        console.print(table)
+
+    @app.command()
+    def export(
+        config: Path = config_opt,
+        variant: Optional[str] = typer.Option(None, "--variant", help="Which selection (default: config)."),
+    ) -> None:
+        """Write the kept records of a selection as export/<variant>/<source>.jsonl.zst."""
+        from .stages.export import export_selection
+
+        cfg = load_config(config)
+        name = variant or cfg.budget.variant
+        result = export_selection(cfg, name)
+        console.print(f"export {name}: {sum(result.files.values()):,} records in {len(result.files)} file(s) "
+                      f"under {cfg.workspace_path / 'export' / name}")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _mask(cfg, group: str) -> dict:
+    from .workspace import Workspace, read_json
+
+    return read_json(Workspace(cfg.workspace_path).root / "students" / group / "mask.json")

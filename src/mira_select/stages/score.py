@@ -1,0 +1,141 @@
+"""`mira score`: every record of every source gets its group student's anchor scores and one aggregated score.
+
+Output is a sidecar per record shard, ``scores/<source>/part-NNNNN.parquet``, row-aligned with ``records/`` (same
+ids, same order), so selection and export never join on ids. Work units are shards; they run on the configured
+executor (local process pool or Ray) and each worker loads its group's student once. A unit writes its shard
+atomically and the parent marks it done, so a killed run redoes only unfinished shards.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..aggregate import trimmed_score
+from ..config import MiraConfig
+from ..executor import Executor, make_executor
+from ..progress import Reporter
+from ..io.shards import shard_writer
+from ..workspace import Counts, Workspace
+from .discover import group_members
+from .train import load_student_bundle, student_dir
+
+STAGE = "score"
+
+
+@dataclass(frozen=True)
+class ScoreUnit:
+    root: str
+    source: str
+    group: str
+    shard: str
+    out: str
+    trim: float
+    batch: int
+    fingerprint: str
+
+
+@dataclass
+class ScoreResult:
+    shards_done: int
+    shards_skipped: int
+    records: int
+    seconds: float
+
+
+def score_path(ws: Workspace, source: str, shard: Path) -> Path:
+    return ws.root / "scores" / source / shard.name
+
+
+def score_schema(anchors: list[str]) -> pa.Schema:
+    return pa.schema([pa.field("id", pa.string()), pa.field("n_tokens", pa.int32()), pa.field("score", pa.float32())]
+                     + [pa.field(f"anchor:{a}", pa.float32()) for a in anchors])
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle(root: str, group: str, fingerprint: str):
+    """Per worker process: the group's student and mask, loaded once (fingerprint keys out stale copies)."""
+    return load_student_bundle(Workspace(root), group)
+
+
+def score_shard(unit: ScoreUnit) -> Counts:
+    student, mask = _bundle(unit.root, unit.group, unit.fingerprint)
+    anchors = student.anchors
+    columns = [anchors.index(a) for a in mask[unit.source]["anchors"]]
+    pf = pq.ParquetFile(unit.shard)
+    n = 0
+    with shard_writer(Path(unit.out), score_schema(anchors)) as w:
+        for batch in pf.iter_batches(batch_size=unit.batch, columns=["id", "text", "n_tokens"]):
+            texts = batch.column("text").to_pylist()
+            y = student.predict(texts)
+            cols: dict[str, Any] = {"id": batch.column("id"), "n_tokens": batch.column("n_tokens"),
+                                    "score": trimmed_score(y, columns, unit.trim)}
+            for j, a in enumerate(anchors):
+                cols[f"anchor:{a}"] = y[:, j]
+            w.write_table(pa.table(cols))
+            n += len(texts)
+    return Counts(n, n, 0, 0)
+
+
+def scorer_fingerprint(ws: Workspace, group: str, trim: float) -> str:
+    d = student_dir(ws, group)
+    h = hashlib.sha256(f"trim={trim}".encode())
+    for name in ("weights.npz", "student.json", "mask.json"):
+        h.update((d / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+class ScoreStage:
+    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, executor: Executor | None = None,
+                 reporter: Reporter | None = None):
+        self.cfg = cfg
+        self.ws = ws or Workspace(cfg.workspace_path)
+        self.executor = executor
+        self.reporter = reporter or Reporter()
+
+    def plan(self) -> list[ScoreUnit]:
+        sc = self.cfg.student
+        units = []
+        for group, sources in group_members(self.ws, self.cfg).items():
+            fp = scorer_fingerprint(self.ws, group, sc.trim)
+            for source in sources:
+                for shard in self.ws.record_shards(source):
+                    units.append(ScoreUnit(str(self.ws.root), source, group, str(shard),
+                                           str(score_path(self.ws, source, shard)), sc.trim, sc.batch, fp))
+        return units
+
+    def _key(self, unit: ScoreUnit) -> str:
+        return f"{unit.source}/{Path(unit.shard).stem}"
+
+    def run(self, force: bool = False) -> ScoreResult:
+        start = time.monotonic()
+        units = self.plan()
+        todo = [u for u in units if force or not self._current(u)]
+        records = 0
+        if todo:
+            executor = self.executor or make_executor(self.cfg.executor)
+            total = sum(pq.ParquetFile(u.shard).metadata.num_rows for u in todo)
+            try:
+                with self.reporter.task(f"score {len(todo)} shard(s)", total=total) as bar:
+                    for unit, counts in executor.map_unordered(score_shard, todo):
+                        self.ws.mark_done(STAGE, self._key(unit), counts, fingerprint=unit.fingerprint,
+                                          group=unit.group)
+                        records += counts.n_in
+                        bar.advance(counts.n_in)
+            finally:
+                if self.executor is None:
+                    executor.close()
+        return ScoreResult(len(todo), len(units) - len(todo), records, time.monotonic() - start)
+
+    def _current(self, unit: ScoreUnit) -> bool:
+        key = self._key(unit)
+        return (self.ws.is_done(STAGE, key) and Path(unit.out).exists()
+                and self.ws.read_marker(STAGE, key).get("fingerprint") == unit.fingerprint)

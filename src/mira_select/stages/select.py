@@ -1,0 +1,174 @@
+"""`mira select`: keep a token budget of the best-scored records, per group (MIRA-Group), per source or globally.
+
+Token-weighted and exact: within each unit (a group, a source, or the whole corpus) records are ranked by score
+(ties: corpus order) and kept while the tokens kept *before* a record are below ``fraction × unit tokens``, so a
+unit's kept tokens land in [target, target + one record). Per-group budgets are the point of MIRA-Group: a global
+cut lets a group whose teacher happens to score generously (or a format the student over-rates) crowd out whole
+capabilities, which per-group budgets make impossible by construction.
+
+Reads only the score sidecars (score + n_tokens, a few bytes per record), so memory is a few arrays of corpus
+length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.parquet`` (kept ids in corpus order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..config import MiraConfig
+from ..errors import MiraError
+from ..io.shards import shard_writer
+from ..workspace import Counts, Workspace, write_json
+from .discover import group_members
+from .score import STAGE as SCORE_STAGE, score_path
+
+STAGE = "select"
+VARIANTS = ("group", "source", "global")
+
+
+@dataclass
+class ScoreShard:
+    source: str
+    path: Path  # the score sidecar (id, n_tokens, score, ...)
+    score: np.ndarray
+    tokens: np.ndarray
+
+
+@dataclass
+class SelectResult:
+    variant: str
+    summary: dict[str, Any]
+    skipped: bool
+    seconds: float
+
+
+def budget_mask(score: np.ndarray, tokens: np.ndarray, fraction: float) -> np.ndarray:
+    """Which records of one unit to keep: best first (NaN last, ties in given order) until the budget is reached."""
+    n = len(score)
+    keyed = np.where(np.isnan(score), -np.inf, score)
+    order = np.lexsort((np.arange(n), -keyed))
+    t = tokens[order].astype(np.int64)
+    before = np.cumsum(t) - t
+    keep = np.zeros(n, dtype=bool)
+    keep[order] = before < fraction * int(tokens.sum())
+    return keep
+
+
+def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fraction: float
+                 ) -> tuple[list[np.ndarray], dict[str, dict[str, Any]]]:
+    """Apply the budget per unit; -> (keep mask per shard, per-unit accounting)."""
+    members: dict[str, list[int]] = {}
+    for i, s in enumerate(shards):
+        members.setdefault(unit_of(s.source), []).append(i)
+    keep = [np.zeros(len(s.score), dtype=bool) for s in shards]
+    units = {}
+    for unit, idx in sorted(members.items()):
+        score = np.concatenate([shards[i].score for i in idx])
+        tokens = np.concatenate([shards[i].tokens for i in idx]).astype(np.int64)
+        mask = budget_mask(score, tokens, fraction)
+        offset = 0
+        for i in idx:
+            keep[i] = mask[offset: offset + len(shards[i].score)]
+            offset += len(shards[i].score)
+        kept_scores = score[mask]
+        units[unit] = {"records": int(len(score)), "tokens": int(tokens.sum()),
+                       "target_tokens": fraction * int(tokens.sum()), "kept_records": int(mask.sum()),
+                       "kept_tokens": int(tokens[mask].sum()),
+                       "threshold": float(np.nanmin(kept_scores)) if len(kept_scores) else None}
+    return keep, units
+
+
+def load_score_shards(ws: Workspace, sources: list[str], column: str = "score") -> list[ScoreShard]:
+    out = []
+    for source in sources:
+        for shard in ws.record_shards(source):
+            path = score_path(ws, source, shard)
+            if not ws.is_done(SCORE_STAGE, f"{source}/{shard.stem}") or not path.exists():
+                raise MiraError(f"source {source!r} shard {shard.name} has no scores; run `mira score` first")
+            t = pq.read_table(path, columns=[column, "n_tokens"])
+            out.append(ScoreShard(source, path, t.column(column).to_numpy(zero_copy_only=False).astype(np.float64),
+                                  t.column("n_tokens").to_numpy(zero_copy_only=False)))
+    return out
+
+
+def write_selection(ws: Workspace, name: str, shards: list[ScoreShard], keep: list[np.ndarray],
+                    summary: dict[str, Any]) -> None:
+    out = ws.root / "selection" / name
+    schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("score", pa.float32()),
+                        ("n_tokens", pa.int32())])
+    with shard_writer(out / "kept.parquet", schema) as w:
+        for s, k in zip(shards, keep):
+            ids = pq.read_table(s.path, columns=["id"]).column("id").filter(pa.array(k))
+            w.write_table(pa.table({"id": ids, "source": pa.array([s.source] * int(k.sum()), pa.string()),
+                                    "score": pa.array(s.score[k], pa.float32()),
+                                    "n_tokens": pa.array(s.tokens[k], pa.int32())}))
+    write_json(out / "summary.json", summary)
+
+
+def summarize(name: str, fraction: float, shards: list[ScoreShard], keep: list[np.ndarray],
+              units: dict[str, Any], group_of: dict[str, str]) -> dict[str, Any]:
+    per_source: dict[str, dict[str, Any]] = {}
+    for s, k in zip(shards, keep):
+        d = per_source.setdefault(s.source, {"group": group_of[s.source], "records": 0, "tokens": 0,
+                                             "kept_records": 0, "kept_tokens": 0})
+        d["records"] += len(k)
+        d["tokens"] += int(s.tokens.sum())
+        d["kept_records"] += int(k.sum())
+        d["kept_tokens"] += int(s.tokens[k].sum())
+    per_group: dict[str, dict[str, int]] = {}
+    for d in per_source.values():
+        g = per_group.setdefault(d["group"], {"records": 0, "tokens": 0, "kept_records": 0, "kept_tokens": 0})
+        for key in g:
+            g[key] += d[key]
+    totals = {key: sum(d[key] for d in per_source.values())
+              for key in ("records", "tokens", "kept_records", "kept_tokens")}
+    return {"variant": name, "fraction": fraction, "units": units, "per_source": per_source,
+            "per_group": per_group, "totals": totals}
+
+
+class SelectStage:
+    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None):
+        self.cfg = cfg
+        self.ws = ws or Workspace(cfg.workspace_path)
+
+    def run(self, variant: str | None = None, fraction: float | None = None, force: bool = False) -> SelectResult:
+        start = time.monotonic()
+        variant = variant or self.cfg.budget.variant
+        fraction = self.cfg.budget.fraction if fraction is None else fraction
+        if variant not in VARIANTS:
+            raise MiraError(f"unknown selection variant {variant!r}; choose {', '.join(VARIANTS)}")
+        if not 0 < fraction <= 1:
+            raise MiraError(f"budget must be in (0, 1], got {fraction}")
+        groups = group_members(self.ws, self.cfg)
+        group_of = {s: g for g, members in groups.items() for s in members}
+        sources = [s for s in self.cfg.source_names if s in group_of]
+        fp = self._fingerprint(sources, fraction)
+        key = variant
+        if not force and self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
+            summary = self.ws.read_marker(STAGE, key)["summary"]
+            return SelectResult(variant, summary, True, time.monotonic() - start)
+        shards = load_score_shards(self.ws, sources)
+        unit_of = {"group": group_of.__getitem__, "source": lambda s: s, "global": lambda s: "all"}[variant]
+        keep, units = select_units(shards, unit_of, fraction)
+        summary = summarize(variant, fraction, shards, keep, units, group_of)
+        write_selection(self.ws, variant, shards, keep, summary)
+        t = summary["totals"]
+        self.ws.mark_done(STAGE, key, Counts(t["records"], t["kept_records"], t["records"] - t["kept_records"], 0),
+                          fingerprint=fp, summary=summary)
+        return SelectResult(variant, summary, False, time.monotonic() - start)
+
+    def _fingerprint(self, sources: list[str], fraction: float) -> str:
+        h = hashlib.sha256(f"{fraction!r}".encode())
+        for source in sources:
+            for shard in self.ws.record_shards(source):
+                key = f"{source}/{shard.stem}"
+                if self.ws.is_done(SCORE_STAGE, key):
+                    h.update(f"{key}:{self.ws.read_marker(SCORE_STAGE, key).get('fingerprint')}".encode())
+        return h.hexdigest()[:16]

@@ -1,0 +1,49 @@
+"""`embed_heads`: the packaged frozen embedder → ridge heads, one per anchor (FineWeb-Edu-classifier style).
+
+The embedding carries semantics the n-gram tier cannot (paraphrase, topic), at the cost of seeing only the head
+of each record (the embedder's ``max_chars``). A log-length feature is appended for the same reason as in
+``hashed_linear``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..embed import get_embedder
+from .base import Student, check_targets
+from .ridge import clip_scores, fit_ridge
+
+
+class EmbedHeadsStudent(Student):
+    kind = "embed_heads"
+
+    def __init__(self, anchors: list[str], embedder: str = "minilm-static", **extra: Any):
+        super().__init__(anchors, embedder=embedder, **extra)
+        self._coef: np.ndarray | None = None
+        self._intercept = np.zeros(len(anchors), np.float32)
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        emb = get_embedder(self.params["embedder"]).encode(texts)
+        length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None] / 10.0
+        return np.hstack([emb, length]).astype(np.float32)
+
+    def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "EmbedHeadsStudent":
+        y = check_targets(texts, y, self.anchors)
+        coef, self._intercept, alpha = fit_ridge(self.features(texts), y)
+        self._coef = coef
+        self.params["alpha"] = alpha.tolist()
+        return self
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        if self._coef is None:
+            raise RuntimeError("student is not fitted")
+        return clip_scores(self.features(texts) @ self._coef.T + self._intercept)
+
+    def _weights(self) -> dict[str, np.ndarray]:
+        return {"coef": self._coef, "intercept": self._intercept}
+
+    def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        self._coef = arrays["coef"].astype(np.float32)
+        self._intercept = arrays["intercept"].astype(np.float32)
