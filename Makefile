@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_memory.py
 	$(BIN)/python bench/teacher.py
 	$(BIN)/python bench/injection.py
+	$(BIN)/python bench/score.py
 
 clean:
 	rm -rf $(VENV) data/demo/ws

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
-import psutil
 import yaml
 import zstandard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import run_peak_rss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
@@ -53,26 +52,9 @@ def make_corpus(dst: Path, scale: int) -> Path:
 
 
 def run_ingest(config: Path, workers: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "ingest", "-c", str(config), "-w", str(workers),
-                             "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = psutil.Process(proc.pid)
-    peak_tree = peak_single = 0
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-            rss = [p.memory_info().rss for p in procs if p.is_running()]
-        except psutil.NoSuchProcess:
-            rss = []
-        if rss:
-            peak_tree, peak_single = max(peak_tree, sum(rss)), max(peak_single, max(rss))
-        time.sleep(0.1)
-    wall = time.monotonic() - start
-    if proc.returncode:
-        raise SystemExit(f"ingest failed: {proc.stderr.read().decode()}")
+    r = run_peak_rss(["ingest", "-c", str(config), "-w", str(workers), "-q"])
     manifest = orjson.loads((config.parent / "ws" / "manifest.json").read_bytes())
-    return {"wall": wall, "tree": peak_tree, "single": peak_single, **manifest["totals"]}
+    return {**r, **manifest["totals"]}
 
 
 def main() -> None:

@@ -23,7 +23,38 @@ from .ridge import clip_scores, fit_ridge
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _STEP = np.uint64(0x100000001B3)
-_POS = np.random.RandomState(20260530).randint(1, 2**62, size=64, dtype=np.int64).astype(np.uint64) | np.uint64(1)
+_BASE = 0x5BD1E995_3C6EF372 | 1  # odd, so invertible modulo 2**64
+
+
+def _inverse_mod64(a: int) -> int:
+    x = a  # Newton's iteration doubles the correct low bits each step: 3 -> 6 -> ... -> 96 >= 64
+    for _ in range(5):
+        x = (x * (2 - a * x)) % (1 << 64)
+    return x
+
+
+class _Powers:
+    """BASE**i and BASE**-i modulo 2**64 for i < n, grown on demand and shared by every hasher in the process."""
+
+    up = np.ones(1, np.uint64)
+    down = np.ones(1, np.uint64)
+
+    @classmethod
+    def get(cls, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(cls.up) < n:
+            size = max(n, 2 * len(cls.up), 1 << 16)
+            cls.up = _power_table(_BASE, size)
+            cls.down = _power_table(_inverse_mod64(_BASE), size)
+        return cls.up[:n], cls.down[:n]
+
+
+def _power_table(base: int, n: int) -> np.ndarray:
+    """[base**0, base**1, ...] modulo 2**64 (numpy's uint64 products wrap, which is the modulus we want)."""
+    out = np.empty(n, np.uint64)
+    out[0] = 1
+    if n > 1:
+        out[1:] = np.cumprod(np.full(n - 1, base, np.uint64), dtype=np.uint64)
+    return out
 # Mean-pooled features are tiny (1/n per feature); a constant scale keeps ridge's penalty grid in a sane range.
 _SCALE = 100.0
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -70,8 +101,12 @@ class WordHasher:
         doc_starts = np.cumsum(lengths) - lengths
         boundary[doc_starts[lengths > 0]] = True
         starts = np.flatnonzero(boundary)
-        pos = np.arange(len(buf)) - np.repeat(starts, np.diff(np.r_[starts, len(buf)]))
-        h = np.add.reduceat(buf.astype(np.uint64) * _POS[pos & 63], starts)
+        # polynomial hash of every token from one prefix sum: sum_j b[j] B^j over the token, shifted to B^0
+        up, down = _Powers.get(len(buf))
+        prefix = np.cumsum(buf * up, dtype=np.uint64)
+        ends = np.r_[starts[1:], len(buf)] - 1
+        below = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
+        h = (prefix[ends] - below) * down[starts] + np.uint64(1)
         word = (h * _MIX) ^ (h >> np.uint64(29))
         doc_of_token = np.searchsorted(doc_starts, starts, side="right") - 1
         families = [(self._bucket(word), _indptr(doc_of_token, n_docs))]
@@ -96,6 +131,20 @@ class WordHasher:
             x = x + sparse.csr_matrix((np.ones(len(bucket), np.float32), bucket, indptr), shape=shape)
         x = sparse.diags((_SCALE / np.maximum(n_features, 1)).astype(np.float32)) @ x
         return sparse.hstack([x, sparse.csr_matrix(log_len[:, None] / 10.0)]).tocsr()
+
+
+def _batches(texts: list[str], max_chars: int, budget: int = 1 << 20) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of about ``budget`` characters: big enough that numpy's per-call overhead vanishes, small
+    enough that a batch's byte buffer and hash arrays stay a few tens of MB whatever the corpus."""
+    out, lo, size = [], 0, 0
+    for i, t in enumerate(texts):
+        size += min(len(t), max_chars)
+        if size >= budget:
+            out.append((lo, i + 1))
+            lo, size = i + 1, 0
+    if lo < len(texts):
+        out.append((lo, len(texts)))
+    return out
 
 
 def _indptr(doc_of_feature: np.ndarray, n_docs: int) -> np.ndarray:
@@ -127,17 +176,15 @@ class HashedLinearStudent(Student):
         if self._table is None:
             raise RuntimeError("student is not fitted")
         out = np.empty((len(texts), len(self.anchors)), np.float32)
-        step = 512  # bounded memory per batch, large enough that numpy's per-call overhead vanishes
-        for lo in range(0, len(texts), step):
-            families, log_len = self.hasher.hash_batch(texts[lo:lo + step])
+        for lo, hi in _batches(texts, self.hasher.max_chars):
+            families, log_len = self.hasher.hash_batch(texts[lo:hi])
             shape = (len(log_len), len(self._table))
             sums = np.zeros((len(log_len), len(self.anchors)), np.float32)
             count = np.zeros(len(log_len), np.float32)
             for bucket, indptr in families:
                 sums += sparse.csr_matrix((np.ones(len(bucket), np.float32), bucket, indptr), shape=shape) @ self._table
                 count += np.diff(indptr)
-            out[lo:lo + step] = sums / np.maximum(count, 1)[:, None] + log_len[:, None] * self._length_w \
-                + self._intercept
+            out[lo:hi] = sums / np.maximum(count, 1)[:, None] + log_len[:, None] * self._length_w + self._intercept
         return clip_scores(out)
 
     def _weights(self) -> dict[str, np.ndarray]:
