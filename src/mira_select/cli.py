@@ -196,17 +196,18 @@ def print_manifest(m: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"manifest (tokenizer {m['tokenizer']['name']})", show_lines=False)
-    for col in ("source", "format", "files", "records", "tokens", "MB", "quarantined", "dropped"):
+    for col in ("source", "format", "files", "records", "tokens", "MB", "quarantined", "dropped", "contaminated"):
         table.add_column(col, justify="left" if col in ("source", "format") else "right")
     for name, s in m["sources"].items():
         fmt = s["format"] or "-"
         if len(s["formats"]) > 1:
             fmt += f" ({s['formats'][s['format']] / max(s['records'], 1):.0%})"
         table.add_row(name, fmt, str(len(s["files"])), f"{s['records']:,}", f"{s['tokens']:,}",
-                      f"{s['bytes'] / 1e6:.1f}", f"{s['quarantined']:,}", f"{s['dropped']:,}")
+                      f"{s['bytes'] / 1e6:.1f}", f"{s['quarantined']:,}", f"{s['dropped']:,}",
+                      f"{s.get('contaminated', 0):,}")
     t = m["totals"]
     table.add_row("[bold]total", "", "", f"{t['records']:,}", f"{t['tokens']:,}", f"{t['bytes'] / 1e6:.1f}",
-                  f"{t['quarantined']:,}", f"{t['dropped']:,}")
+                  f"{t['quarantined']:,}", f"{t['dropped']:,}", f"{t.get('contaminated', 0):,}")
     console.print(table)
 
 

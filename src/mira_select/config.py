@@ -78,6 +78,14 @@ class SourceConfig(_Strict):
         return v
 
 
+class ContaminationConfig(_Strict):
+    benchmarks: list[str] = Field(default_factory=lambda: ["bundled"],
+                                  description="'bundled' (MBPP+, Spider, BIRD in the package), folders or .jsonl")
+    n: int = Field(13, gt=0, description="word n-gram length")
+    min_words: int = Field(8, gt=0, description="shorter solutions are too generic to attribute")
+    threshold: float = Field(0.5, gt=0, le=1, description="share of a solution's n-grams a record must cover")
+
+
 class IngestConfig(_Strict):
     max_record_chars: int = Field(1_000_000, gt=0, description="longer records are quarantined, not truncated")
     row_group_records: int = Field(2048, gt=0, description="records buffered before a Parquet row group is written")
@@ -85,6 +93,7 @@ class IngestConfig(_Strict):
     on_duplicate_id: Literal["quarantine", "rename"] = "quarantine"
     exclude_fields: list[str] = Field(default_factory=list, description="applied to every source")
     tokenizer_batch: int = Field(256, gt=0)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
 
 
 class ExecutorConfig(_Strict):

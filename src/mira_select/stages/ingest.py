@@ -113,7 +113,8 @@ class IngestStage:
             "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size},
             "sources": sources,
             "totals": {k: sum(s[k] for s in sources.values())
-                       for k in ("input_lines", "records", "tokens", "bytes", "quarantined", "dropped")},
+                       for k in ("input_lines", "records", "tokens", "bytes", "quarantined", "dropped",
+                                 "contaminated")},
         }
         if result.did_work or not self.ws.manifest_path.exists():
             write_json(self.ws.manifest_path, manifest)
@@ -130,10 +131,11 @@ class IngestStage:
         self._dedupe_across_files(name, len(tasks))
         markers = [self.ws.read_marker(STAGE, t.key) for t in tasks]
         formats: dict[str, int] = {}
-        records = tokens = nbytes = 0
+        records = tokens = nbytes = contaminated = 0
         for i in range(len(tasks)):
-            t = pq.read_table(self.ws.record_shard(name, i), columns=["format", "n_tokens", "n_bytes"])
+            t = pq.read_table(self.ws.record_shard(name, i), columns=["format", "n_tokens", "n_bytes", "contaminated"])
             records += t.num_rows
+            contaminated += int(pc.sum(t.column("contaminated")).as_py() or 0)
             tokens += int(pc.sum(t.column("n_tokens")).as_py() or 0)
             nbytes += int(pc.sum(t.column("n_bytes")).as_py() or 0)
             for fmt, n in zip(*_value_counts(t.column("format"))):
@@ -157,6 +159,7 @@ class IngestStage:
             "dropped": sum(m["counts"]["dropped"] for m in markers),
             "dropped_reasons": dropped_reasons,
             "ids_assigned": sum(m["ids_assigned"] for m in markers),
+            "contaminated": contaminated,
         }
         if summary["input_lines"] != records + summary["dropped"] + quarantined:
             raise AssertionError(f"ingest {name}: input {summary['input_lines']} != kept {records} + dropped "

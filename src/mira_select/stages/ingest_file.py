@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..config import IngestConfig, SourceConfig
+from ..config import ContaminationConfig, IngestConfig, SourceConfig
 from ..io.readers import InputFile, RawItem, read_items
 from ..io.shards import shard_writer
 from ..records import RECORD_SCHEMA, detect_format, drop_path, get_path, render_text
@@ -76,14 +76,17 @@ class _Buffer:
     def __init__(self):
         self.cols: dict[str, list[Any]] = {name: [] for name in RECORD_SCHEMA.names}
         self.chars = 0
+        self.contaminated = 0
 
     def __len__(self) -> int:
         return len(self.cols["id"])
 
-    def flush(self, writer, counter) -> tuple[int, int]:
+    def flush(self, writer, counter, guard) -> tuple[int, int]:
         if not len(self):
             return 0, 0
         self.cols["n_tokens"] = counter.count(self.cols["text"])
+        self.cols["contaminated"] = guard(self.cols["text"])
+        self.contaminated += sum(self.cols["contaminated"])
         writer.write_rows(self.cols)
         tokens, nbytes = sum(self.cols["n_tokens"]), sum(self.cols["n_bytes"])
         self.cols = {name: [] for name in RECORD_SCHEMA.names}
@@ -99,6 +102,7 @@ def ingest_file(task: FileTask) -> FileResult:
         return FileResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
 
     counter = get_counter(task.tokenizer)
+    guard = contamination_guard(cfg.contamination)
     excluded = list(cfg.exclude_fields) + list(src.exclude_fields)
     counts = Counts()
     dropped: collections.Counter[str] = collections.Counter()
@@ -128,9 +132,9 @@ def ingest_file(task: FileTask) -> FileResult:
             buf.chars += len(rec["text"]) + len(rec["meta"])
             counts.kept += 1
             if len(buf) >= cfg.row_group_records or buf.chars >= ROW_GROUP_CHARS:
-                t, b = buf.flush(writer, counter)
+                t, b = buf.flush(writer, counter, guard)
                 tokens, nbytes = tokens + t, nbytes + b
-        t, b = buf.flush(writer, counter)
+        t, b = buf.flush(writer, counter, guard)
         tokens, nbytes = tokens + t, nbytes + b
 
     with atomic_path(quarantine_part(ws, src.name, task.index)) as tmp:
@@ -145,9 +149,27 @@ def ingest_file(task: FileTask) -> FileResult:
         "dropped_reasons": dict(dropped),
         "quarantine_reasons": dict(quarantine.reasons),
         "ids_assigned": ids_assigned,
+        "contaminated": buf.contaminated,
     }
     ws.mark_done(STAGE, task.key, counts, **info)
     return FileResult(task.key, counts, info={"counts": counts.to_dict(), **info})
+
+
+def contamination_guard(cc: ContaminationConfig):
+    """texts -> flags; no benchmarks configured means nothing is flagged."""
+    if not cc.benchmarks:
+        return lambda texts: [False] * len(texts)
+    from ..contamination import build_index
+
+    indexes = [build_index(spec, cc.n, cc.min_words, cc.threshold) for spec in cc.benchmarks]
+
+    def flags(texts: list[str]) -> list[bool]:
+        out = [False] * len(texts)
+        for index in indexes:
+            out = [a or b for a, b in zip(out, index.flags(texts))]
+        return out
+
+    return flags
 
 
 def _to_record(
@@ -205,6 +227,7 @@ def _to_record(
         "file": task.file.name,
         "line": item.line,
         "meta": orjson.dumps(meta, option=orjson.OPT_NON_STR_KEYS, default=str).decode(),
+        "contaminated": False,  # filled per batch
         "_assigned": assigned,
     }
 

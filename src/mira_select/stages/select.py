@@ -39,6 +39,7 @@ class ScoreShard:
     path: Path  # the score sidecar (id, n_tokens, score, ...)
     score: np.ndarray
     tokens: np.ndarray
+    excluded: np.ndarray  # never selectable (contaminated): out of the unit's token total too
 
 
 @dataclass
@@ -72,13 +73,17 @@ def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fracti
     for unit, idx in sorted(members.items()):
         score = np.concatenate([shards[i].score for i in idx])
         tokens = np.concatenate([shards[i].tokens for i in idx]).astype(np.int64)
-        mask = budget_mask(score, tokens, fraction)
+        excluded = np.concatenate([shards[i].excluded for i in idx])
+        mask = np.zeros(len(score), dtype=bool)
+        mask[~excluded] = budget_mask(score[~excluded], tokens[~excluded], fraction)
+        tokens = np.where(excluded, 0, tokens)
         offset = 0
         for i in idx:
             keep[i] = mask[offset: offset + len(shards[i].score)]
             offset += len(shards[i].score)
         kept_scores = score[mask]
-        units[unit] = {"records": int(len(score)), "tokens": int(tokens.sum()),
+        units[unit] = {"records": int((~excluded).sum()), "tokens": int(tokens.sum()),
+                       "excluded_records": int(excluded.sum()),
                        "target_tokens": fraction * int(tokens.sum()), "kept_records": int(mask.sum()),
                        "kept_tokens": int(tokens[mask].sum()),
                        "threshold": float(np.nanmin(kept_scores)) if len(kept_scores) else None}
@@ -94,8 +99,13 @@ def load_score_shards(ws: Workspace, sources: list[str], column: str = "score") 
                 raise MiraError(f"source {source!r} shard {shard.name} has no scores; run `mira score` first")
             t = pq.read_table(path, columns=[column, "n_tokens"])
             out.append(ScoreShard(source, path, t.column(column).to_numpy(zero_copy_only=False).astype(np.float64),
-                                  t.column("n_tokens").to_numpy(zero_copy_only=False)))
+                                  t.column("n_tokens").to_numpy(zero_copy_only=False), contaminated(shard)))
     return out
+
+
+def contaminated(record_shard: Path) -> np.ndarray:
+    t = pq.read_table(record_shard, columns=["contaminated"])
+    return t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
 
 
 def write_selection(ws: Workspace, name: str, shards: list[ScoreShard], keep: list[np.ndarray],
@@ -117,18 +127,20 @@ def summarize(name: str, fraction: float, shards: list[ScoreShard], keep: list[n
     per_source: dict[str, dict[str, Any]] = {}
     for s, k in zip(shards, keep):
         d = per_source.setdefault(s.source, {"group": group_of[s.source], "records": 0, "tokens": 0,
-                                             "kept_records": 0, "kept_tokens": 0})
-        d["records"] += len(k)
-        d["tokens"] += int(s.tokens.sum())
+                                             "kept_records": 0, "kept_tokens": 0, "excluded_records": 0})
+        d["records"] += int((~s.excluded).sum())
+        d["tokens"] += int(s.tokens[~s.excluded].sum())
+        d["excluded_records"] += int(s.excluded.sum())
         d["kept_records"] += int(k.sum())
         d["kept_tokens"] += int(s.tokens[k].sum())
     per_group: dict[str, dict[str, int]] = {}
     for d in per_source.values():
-        g = per_group.setdefault(d["group"], {"records": 0, "tokens": 0, "kept_records": 0, "kept_tokens": 0})
+        g = per_group.setdefault(d["group"], {"records": 0, "tokens": 0, "kept_records": 0, "kept_tokens": 0,
+                                                "excluded_records": 0})
         for key in g:
             g[key] += d[key]
     totals = {key: sum(d[key] for d in per_source.values())
-              for key in ("records", "tokens", "kept_records", "kept_tokens")}
+              for key in ("records", "tokens", "kept_records", "kept_tokens", "excluded_records")}
     return {"variant": name, "fraction": fraction, "units": units, "per_source": per_source,
             "per_group": per_group, "totals": totals}
 
@@ -160,7 +172,8 @@ class SelectStage:
         summary = summarize(variant, fraction, shards, keep, units, group_of)
         write_selection(self.ws, variant, shards, keep, summary)
         t = summary["totals"]
-        self.ws.mark_done(STAGE, key, Counts(t["records"], t["kept_records"], t["records"] - t["kept_records"], 0),
+        n_in = t["records"] + t["excluded_records"]
+        self.ws.mark_done(STAGE, key, Counts(n_in, t["kept_records"], n_in - t["kept_records"], 0),
                           fingerprint=fp, summary=summary)
         return SelectResult(variant, summary, False, time.monotonic() - start)
 

@@ -1,0 +1,57 @@
+"""Contamination guard: records overlapping a benchmark solution are flagged at ingest and never selected."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mira_select.benchmarks import load_benchmarks, load_folder
+from mira_select.stages.select import ScoreShard, select_units
+
+from .conftest import REPO, demo_slice, run_mira, write_config, write_jsonl
+
+
+def test_bundled_benchmarks_match_the_shipped_folders():
+    bundled = load_benchmarks("bundled")
+    raw = load_folder(REPO / "data" / "benchmarks")
+    assert [b.id for b in bundled] == [b.id for b in raw]
+    counts = {name: sum(b.benchmark == name for b in bundled) for name in ("mbppplus", "spider", "bird")}
+    assert counts == {"mbppplus": 378, "spider": 1034, "bird": 1534}
+    sql = next(b for b in bundled if b.benchmark == "bird")
+    assert "CREATE TABLE" in sql.prompt and "-- Question:" in sql.prompt and sql.solution.upper().startswith("SELECT")
+
+
+def test_ingest_flags_records_that_contain_benchmark_solutions(tmp_path):
+    bench = load_benchmarks("bundled")
+    mbpp = [b for b in bench if b.benchmark == "mbppplus" and len(b.solution.split()) > 20][:3]
+    spider = [b for b in bench if b.benchmark == "spider" and len(b.solution.split()) > 12][:2]
+    demo_slice(tmp_path / "clean", ["code_python_pypi"], 40)
+    leaks = [{"id": f"leak{i}", "text": f"# my solutions\n{b.solution}\n# done"} for i, b in enumerate(mbpp)]
+    leaks += [{"id": f"sql{i}", "text": f"Answer: {b.solution.lower()}  -- from a forum"} for i, b in enumerate(spider)]
+    # half of a solution is not enough (threshold 0.5 of its 13-grams would need more than this fragment)
+    frag = mbpp[0].solution.split()
+    leaks.append({"id": "fragment", "text": " ".join(frag[: max(1, len(frag) // 4)])})
+    write_jsonl(tmp_path / "leaky.jsonl", leaks)
+    cfg = write_config(tmp_path, [{"name": "clean", "paths": ["clean/code_python_pypi.jsonl.zst"]},
+                                  {"name": "leaky", "paths": ["leaky.jsonl"]}],
+                       ingest={"exclude_fields": ["group", "format", "meta.lowq_kind"]})
+    run_mira("ingest", "-c", str(cfg), "-q", check=True)
+    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
+    assert manifest["sources"]["leaky"]["contaminated"] == 5
+    assert manifest["sources"]["clean"]["contaminated"] == 0
+    assert manifest["totals"]["contaminated"] == 5
+    t = pq.read_table(tmp_path / "ws" / "records" / "leaky" / "part-00000.parquet", columns=["id", "contaminated"])
+    flags = dict(zip(t.column("id").to_pylist(), t.column("contaminated").to_pylist()))
+    assert flags.pop("fragment") is False and all(flags.values())
+
+
+def test_select_never_keeps_excluded_records_and_leaves_them_out_of_the_budget():
+    score = np.array([9.0, 8.0, 1.0, 0.5])
+    tokens = np.array([100, 100, 100, 100])
+    shard = ScoreShard("s", None, score, tokens, excluded=np.array([True, False, False, False]))
+    keep, units = select_units([shard], lambda s: s, 0.5)
+    assert not keep[0][0] and keep[0][1]
+    assert units["s"]["tokens"] == 300 and units["s"]["excluded_records"] == 1
+    assert units["s"]["kept_tokens"] >= 150
