@@ -26,7 +26,10 @@ from .select_helpers import GROUPS, build_workspace
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sel")
-    cfg = build_workspace(root, load_ground_truth, files_per_source=3, per_file=50, labels_per_source=60)
+    extra = {"baselines": {"reference": {"sources": ["code_python_pypi", "text_django_docs"], "share": 0.3}},
+             "eval": {"holdout_share": 0.05}}
+    cfg = build_workspace(root, load_ground_truth, files_per_source=3, per_file=50, labels_per_source=60,
+                          extra=extra)
     run_mira("train", "-c", str(cfg), check=True)
     return root
 
@@ -94,6 +97,35 @@ def _max_record_tokens(ws: Path, unit: str, variant: str) -> int:
     sources = {"group": GROUPS.get(unit, []), "source": [unit], "global": sum(GROUPS.values(), [])}[variant]
     return max(int(pq.read_table(p, columns=["n_tokens"]).column("n_tokens").to_numpy().max())
                for s in sources for p in (ws / "records" / s).glob("part-*.parquet"))
+
+
+def test_baselines_keep_the_same_budget_with_their_own_units(trained):
+    cfg = trained / "mira.yaml"
+    ws = trained / "ws"
+    summaries = {}
+    for variant in ("random", "ppl", "dsir", "full"):
+        run_mira("select", "-c", str(cfg), "--variant", variant, check=True)
+        summaries[variant] = json.loads((ws / "selection" / variant / "summary.json").read_text())
+    assert set(summaries["random"]["units"]) == set(sum(GROUPS.values(), []))  # source-preserving
+    assert set(summaries["ppl"]["units"]) == {"all"} == set(summaries["dsir"]["units"])
+    for variant in ("random", "ppl", "dsir"):
+        for unit, u in summaries[variant]["units"].items():
+            assert u["target_tokens"] <= u["kept_tokens"] < u["target_tokens"] + _max_record_tokens(
+                ws, unit, "source" if variant == "random" else "global")
+    full = summaries["full"]["totals"]
+    assert full["kept_records"] == full["records"] and full["excluded_records"] > 0
+    # every variant excludes the same records (eval holdout + reference sample) and never keeps one of them
+    kept = {v: set(pq.read_table(ws / "selection" / v / "kept.parquet").column("id").to_pylist()) for v in summaries}
+    excluded = {v: s["totals"]["excluded_records"] for v, s in summaries.items()}
+    assert len(set(excluded.values())) == 1
+    assert kept["random"] | kept["ppl"] | kept["dsir"] <= kept["full"]
+    # a reference LM fit on clean Python finds minified JS / gettext catalogs far more surprising
+    ps = summaries["ppl"]["per_source"]
+    assert ps["code_python_pypi"]["kept_tokens"] / ps["code_python_pypi"]["tokens"] > \
+        ps["code_generated_minified"]["kept_tokens"] / ps["code_generated_minified"]["tokens"]
+    again = run_mira("select", "-c", str(cfg), "--variant", "dsir", check=True)
+    assert "up to date" in again.stdout
+    assert json.loads((ws / "selection" / "dsir" / "summary.json").read_text()) == summaries["dsir"]
 
 
 def test_export_materializes_kept_records(trained):

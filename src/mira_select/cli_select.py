@@ -68,7 +68,7 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
     @app.command("select")
     def select_(
         config: Path = config_opt,
-        variant: Optional[str] = typer.Option(None, "--variant", help="group (MIRA-Group), source or global."),
+        variant: Optional[str] = typer.Option(None, "--variant", help="group (MIRA-Group), source, global, or a baseline: random, ppl, dsir, dataman, full."),
         budget: Optional[float] = typer.Option(None, "--budget", help="Share of tokens to keep, e.g. 0.5."),
         force: bool = typer.Option(False, "--force", help="Reselect even if current."),
     ) -> None:

@@ -172,6 +172,37 @@ class BudgetConfig(_Strict):
     seed: int = 0
 
 
+class ReferenceConfig(_Strict):
+    sources: list[str] = Field(default_factory=list,
+                               description="sources whose sample is the 'high quality' target of ppl and DSIR")
+    share: float = Field(0.05, ge=0, lt=1, description="share of each reference source held out as the target")
+
+
+class BaselinesConfig(_Strict):
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    ppl_prefix_tokens: int = Field(1024, gt=0, description="ppl scores this many tokens of each record")
+    dsir_buckets: int = Field(10_000, gt=0, description="hashed n-gram buckets of DSIR's feature space")
+    dataman_max_record_tokens: int = Field(256, gt=0, description="DataMan teacher input cut (short, fixed)")
+    seed: int = 0
+
+
+class EvalConfig(_Strict):
+    holdout_share: float = Field(0.0, ge=0, lt=0.5, description="of every source, never selected (eval coverage)")
+    benchmarks: str = Field("bundled", description="'bundled' (MBPP+, Spider, BIRD) or a folder / .jsonl")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    train_bytes: int = Field(400_000, gt=0, description="transformer proxy: training bytes per run (every variant)")
+    context: int = Field(256, gt=8, description="transformer proxy context (bytes)")
+    layers: int = Field(4, gt=0)
+    width: int = Field(128, gt=0)
+    heads: int = Field(4, gt=0)
+    batch: int = Field(16, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    ngram_order: int = Field(4, gt=0, le=8, description="count-based proxy: n-gram order over hashed tokens")
+    variants: list[str] = Field(default_factory=lambda: ["group", "source", "global", "random", "ppl", "dsir",
+                                                         "dataman", "full"])
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+
+
 class MiraConfig(_Strict):
     workspace: str = "ws"
     tokenizer: str = Field("qwen2.5-coder", description="'qwen2.5-coder' (bundled) or a path to a tokenizer.json")
@@ -184,6 +215,8 @@ class MiraConfig(_Strict):
     label: LabelConfig = Field(default_factory=LabelConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     # Set by load_config: the directory relative paths in this file are resolved against. Not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -198,6 +231,9 @@ class MiraConfig(_Strict):
         unknown = sorted(set(self.groups.override) - seen)
         if unknown:
             raise ValueError(f"groups.override names unknown sources: {', '.join(unknown)}")
+        unknown = sorted(set(self.baselines.reference.sources) - seen)
+        if unknown:
+            raise ValueError(f"baselines.reference.sources names unknown sources: {', '.join(unknown)}")
         return self
 
     def source(self, name: str) -> SourceConfig:

@@ -27,16 +27,17 @@ from ..errors import MiraError
 from ..io.shards import shard_writer
 from ..workspace import Counts, Workspace, write_json
 from .discover import group_members
-from .score import STAGE as SCORE_STAGE, score_path
+from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
+from ..holdout import holdout_mask, id_buckets, reference_mask
 
 STAGE = "select"
-VARIANTS = ("group", "source", "global")
+__all__ = ["VARIANTS", "SelectStage", "budget_mask", "select_units"]
 
 
 @dataclass
 class ScoreShard:
     source: str
-    path: Path  # the score sidecar (id, n_tokens, score, ...)
+    path: Path  # the record shard (ids are read from it when writing kept.parquet)
     score: np.ndarray
     tokens: np.ndarray
     excluded: np.ndarray  # never selectable (contaminated): out of the unit's token total too
@@ -90,22 +91,20 @@ def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fracti
     return keep, units
 
 
-def load_score_shards(ws: Workspace, sources: list[str], column: str = "score") -> list[ScoreShard]:
+def load_shards(cfg: MiraConfig, ws: Workspace, sources: list[str], scorer: VariantScorer) -> list[ScoreShard]:
+    """Per record shard: the variant's scores, token counts, and which records no variant may select."""
     out = []
     for source in sources:
         for shard in ws.record_shards(source):
-            path = score_path(ws, source, shard)
-            if not ws.is_done(SCORE_STAGE, f"{source}/{shard.stem}") or not path.exists():
-                raise MiraError(f"source {source!r} shard {shard.name} has no scores; run `mira score` first")
-            t = pq.read_table(path, columns=[column, "n_tokens"])
-            out.append(ScoreShard(source, path, t.column(column).to_numpy(zero_copy_only=False).astype(np.float64),
-                                  t.column("n_tokens").to_numpy(zero_copy_only=False), contaminated(shard)))
+            t = pq.read_table(shard, columns=["id", "n_tokens", "contaminated"])
+            ids = t.column("id").to_pylist()
+            buckets = id_buckets(ids)
+            excluded = (t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
+                        | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets))
+            score = np.asarray(scorer.scores(source, shard, ids), dtype=np.float64)
+            out.append(ScoreShard(source, shard, score, t.column("n_tokens").to_numpy(zero_copy_only=False),
+                                  excluded))
     return out
-
-
-def contaminated(record_shard: Path) -> np.ndarray:
-    t = pq.read_table(record_shard, columns=["contaminated"])
-    return t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
 
 
 def write_selection(ws: Workspace, name: str, shards: list[ScoreShard], keep: list[np.ndarray],
@@ -154,20 +153,22 @@ class SelectStage:
         start = time.monotonic()
         variant = variant or self.cfg.budget.variant
         fraction = self.cfg.budget.fraction if fraction is None else fraction
-        if variant not in VARIANTS:
-            raise MiraError(f"unknown selection variant {variant!r}; choose {', '.join(VARIANTS)}")
         if not 0 < fraction <= 1:
             raise MiraError(f"budget must be in (0, 1], got {fraction}")
         groups = group_members(self.ws, self.cfg)
         group_of = {s: g for g, members in groups.items() for s in members}
         sources = [s for s in self.cfg.source_names if s in group_of]
-        fp = self._fingerprint(sources, fraction)
+        scorer = make_scorer(variant, self.cfg, self.ws, sources)
+        if variant == "full":
+            fraction = 1.0
+        fp = self._fingerprint(sources, fraction, scorer)
         key = variant
         if not force and self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
             summary = self.ws.read_marker(STAGE, key)["summary"]
             return SelectResult(variant, summary, True, time.monotonic() - start)
-        shards = load_score_shards(self.ws, sources)
-        unit_of = {"group": group_of.__getitem__, "source": lambda s: s, "global": lambda s: "all"}[variant]
+        scorer.prepare()
+        shards = load_shards(self.cfg, self.ws, sources, scorer)
+        unit_of = {"group": group_of.__getitem__, "source": lambda s: s, "global": lambda s: "all"}[scorer.unit]
         keep, units = select_units(shards, unit_of, fraction)
         summary = summarize(variant, fraction, shards, keep, units, group_of)
         write_selection(self.ws, variant, shards, keep, summary)
@@ -177,11 +178,11 @@ class SelectStage:
                           fingerprint=fp, summary=summary)
         return SelectResult(variant, summary, False, time.monotonic() - start)
 
-    def _fingerprint(self, sources: list[str], fraction: float) -> str:
-        h = hashlib.sha256(f"{fraction!r}".encode())
+    def _fingerprint(self, sources: list[str], fraction: float, scorer: VariantScorer) -> str:
+        h = hashlib.sha256(f"{fraction!r}:{self.cfg.eval.holdout_share!r}:{scorer.fingerprint()}".encode())
         for source in sources:
             for shard in self.ws.record_shards(source):
                 key = f"{source}/{shard.stem}"
-                if self.ws.is_done(SCORE_STAGE, key):
-                    h.update(f"{key}:{self.ws.read_marker(SCORE_STAGE, key).get('fingerprint')}".encode())
+                if self.ws.is_done("ingest", key):
+                    h.update(f"{key}:{self.ws.read_marker('ingest', key).get('fingerprint')}".encode())
         return h.hexdigest()[:16]
