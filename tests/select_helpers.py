@@ -76,7 +76,7 @@ def build_workspace(root: Path, ground_truth, files_per_source: int = 1, per_fil
                     for a, v in zip(ANCHORS, y):
                         row.update({f"score:{a.id}": v, f"greedy:{a.id}": round(v), f"rationale:{a.id}": "known"})
                     rows.append(row)
-        write_splits(ws, group, label_table(rows, ANCHORS), val_share=0.5, min_val=0)
+        write_splits(ws.root / "labels" / group, label_table(rows, ANCHORS), val_share=0.5, min_val=0)
     return root / "mira.yaml"
 
 

@@ -115,6 +115,28 @@ def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
     assert "teacher: not needed" in again.stdout
 
 
+def test_dataman_baseline_labels_with_the_fixed_rubric_and_selects_globally(small_ws, tmp_path):
+    import shutil
+
+    d = tmp_path / "dm"
+    shutil.copytree(small_ws, d, ignore=shutil.ignore_patterns("labels", "students"))
+    cfg = yaml.safe_load((d / "mira.yaml").read_text())
+    cfg["label"]["records_per_group"] = 2  # x 3 groups = 6 DataMan labels, as many as MIRA would spend
+    cfg["baselines"] = {"dataman_max_record_tokens": 64}
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = run_mira("dataman", "-c", str(d / "mira.yaml"), check=True)
+    labels = d / "ws" / "baselines" / "dataman" / "labels"
+    train, val = pq.read_table(labels / "train.parquet"), pq.read_table(labels / "val.parquet")
+    dead = (labels / "dead_letter.jsonl").read_text().splitlines()
+    assert train.num_rows + val.num_rows + len(dead) == 6
+    assert "score:overall" in train.column_names and "score:sensitivity" in train.column_names
+    assert "dataman student" in out.stdout
+    sel = run_mira("select", "-c", str(d / "mira.yaml"), "--variant", "dataman", check=True)
+    summary = json.loads((d / "ws" / "selection" / "dataman" / "summary.json").read_text())
+    assert set(summary["units"]) == {"all"} and summary["totals"]["kept_records"] > 0
+    assert "selection dataman" in sel.stdout
+
+
 def test_an_empty_group_is_an_error_naming_it(small_ws, tmp_path):
     import shutil
 
@@ -142,6 +164,6 @@ def test_anchors_from_repeated_judgments_do_not_break_clustering(small_ws):
               for i, (n, r) in enumerate([("clarity", "clear")] * 6 + [("tool use", "calls the right tool")] * 4)]
     notes: list[str] = []
     anchors, projection = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=notes)
-    assert [a["name"] for a in anchors] == ["clarity", "tool use"]
+    assert [a["name"] for a in anchors] == ["Clarity", "Tool use"]
     assert [a["cluster_size"] for a in anchors] == [6, 4]
     assert "2 distinct" in notes[0] and len(projection["x"]) == 10

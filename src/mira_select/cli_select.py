@@ -92,6 +92,27 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
                       f"{t['kept_tokens']:,}", f"{t['kept_tokens'] / max(t['tokens'], 1):.1%}")
         console.print(table)
 
+    @app.command("dataman")
+    def dataman(
+        config: Path = config_opt,
+        force: bool = typer.Option(False, "--force", help="Relabel and refit (the teacher cache still answers)."),
+    ) -> None:
+        """DataMan-style baseline: label with a fixed 14-criteria rubric, fit the same student tier."""
+        from .baselines.dataman import DatamanLabelStage, train_dataman
+        from .progress import RichReporter
+
+        cfg = load_config(config)
+        stage = DatamanLabelStage(cfg, reporter=RichReporter(err_console))
+        for group, c in stage.run(force=force).counts.items():
+            console.print(f"dataman labels: {c['labeled']} labeled ({c['train']} train / {c['val']} val), "
+                          f"{c['dead']} dead-lettered of {c['sampled']} sampled")
+        m = train_dataman(cfg, stage.ws)
+        console.print(f"dataman student ({m['kind']}): overall Spearman {_fmt(m['overall']['spearman'])}, "
+                      f"MAE {_fmt(m['overall']['mae'])} on {m['n_val']} validation records")
+        from .cli import _print_accounting
+
+        _print_accounting(stage._teacher)
+
     @app.command()
     def export(
         config: Path = config_opt,

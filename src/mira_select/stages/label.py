@@ -12,6 +12,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,6 +52,11 @@ def _id_rank_key(record_id: str) -> str:
 
 
 class LabelStage:
+    """Labels every group on its discovered rubric. Subclasses relabel with another rubric (the DataMan baseline)
+    by overriding ``stage``, ``groups``, ``rubric``, ``labels_dir`` and ``prompt_format``."""
+
+    stage = STAGE
+
     def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, reporter: Reporter | None = None,
                  teacher: Teacher | None = None):
         self.cfg = cfg
@@ -60,16 +66,35 @@ class LabelStage:
 
     def teacher(self) -> Teacher:
         if self._teacher is None:
-            self._teacher = Teacher(self.cfg.teacher, self.ws, stage=STAGE, tokenizer=self.cfg.tokenizer,
+            self._teacher = Teacher(self.teacher_config(), self.ws, stage=self.stage, tokenizer=self.cfg.tokenizer,
                                     base_dir=self.cfg.base_dir)
         return self._teacher
+
+    def teacher_config(self):
+        return self.cfg.teacher
+
+    def groups(self) -> dict[str, list[str]]:
+        return group_members(self.ws, self.cfg)
+
+    def rubric(self, group: str) -> dict[str, Any]:
+        return load_rubric(self.ws, group)
+
+    def labels_dir(self, group: str):
+        return self.ws.root / "labels" / group
+
+    def records_per_group(self) -> int:
+        return self.cfg.label.records_per_group
+
+    def prompt_format(self, rubric: dict[str, Any]) -> str | None:
+        """One prompt family for every record (None: each record's own format)."""
+        return "qa_think" if rubric["with_parts"] else None
 
     def run(self, force: bool = False) -> LabelResult:
         start = time.monotonic()
         if force:
-            self.ws.clear_stage(STAGE)
+            self.ws.clear_stage(self.stage)
         counts = {}
-        for group, sources in group_members(self.ws, self.cfg).items():
+        for group, sources in self.groups().items():
             counts[group] = self._label_group(group, sources)
         if self._teacher is not None:
             self._teacher.save_accounting()
@@ -77,23 +102,25 @@ class LabelStage:
 
     def _label_group(self, group: str, sources: list[str]) -> dict[str, int]:
         lc = self.cfg.label
-        rubric = load_rubric(self.ws, group)
+        rubric = self.rubric(group)
         anchors = anchors_of(rubric)
         fp = hashlib.sha256(orjson.dumps({"label": lc.model_dump(mode="json"), "anchors": rubric["anchors"],
-                                          "teacher": self.cfg.teacher.model}, option=orjson.OPT_SORT_KEYS)
-                            ).hexdigest()[:16]
+                                          "teacher": self.cfg.teacher.model, "n": self.records_per_group(),
+                                          "cut": self.teacher_config().max_record_tokens},
+                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
         final_key = f"{group}/_final"
-        if self.ws.is_done(STAGE, final_key) and self.ws.read_marker(STAGE, final_key).get("fingerprint") == fp:
-            return self.ws.read_marker(STAGE, final_key)["summary"]
-        records = stratified_sample(self.ws, sources, lc.records_per_group, seed=lc.seed)
-        fmt_for_all = "qa_think" if rubric["with_parts"] else None
+        if self.ws.is_done(self.stage, final_key) and \
+                self.ws.read_marker(self.stage, final_key).get("fingerprint") == fp:
+            return self.ws.read_marker(self.stage, final_key)["summary"]
+        records = stratified_sample(self.ws, sources, self.records_per_group(), seed=lc.seed)
+        fmt_for_all = self.prompt_format(rubric)
         chunks = [records[i:i + lc.chunk] for i in range(0, len(records), lc.chunk)]
-        work = self.ws.work_dir(STAGE, group)
-        with self.reporter.task(f"label {group}: {len(records)} records x {len(anchors)} anchors",
+        work = self.ws.work_dir(self.stage, group)
+        with self.reporter.task(f"{self.stage} {group}: {len(records)} records x {len(anchors)} anchors",
                                 total=len(records)) as bar:
             for ci, chunk in enumerate(chunks):
                 key = f"{group}/chunk-{ci:05d}"
-                if self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
+                if self.ws.is_done(self.stage, key) and self.ws.read_marker(self.stage, key).get("fingerprint") == fp:
                     bar.advance(len(chunk))
                     continue
                 teacher = self.teacher()
@@ -115,21 +142,21 @@ class LabelStage:
                 write_table(work / f"chunk-{ci:05d}.parquet", label_table(rows, anchors))
                 atomic_write_bytes(work / f"chunk-{ci:05d}.dead.jsonl",
                                    b"".join(orjson.dumps(d) + b"\n" for d in dead))
-                self.ws.mark_done(STAGE, key, Counts(len(chunk), len(rows), 0, len(dead)), fingerprint=fp)
+                self.ws.mark_done(self.stage, key, Counts(len(chunk), len(rows), 0, len(dead)), fingerprint=fp)
         summary = self._finalize(group, len(chunks), anchors)
-        summary["requested"] = lc.records_per_group
+        summary["requested"] = self.records_per_group()
         summary["sampled"] = len(records)
-        self.ws.mark_done(STAGE, final_key, Counts(len(records), summary["labeled"], 0, summary["dead"]),
+        self.ws.mark_done(self.stage, final_key, Counts(len(records), summary["labeled"], 0, summary["dead"]),
                           fingerprint=fp, summary=summary)
         return summary
 
     def _finalize(self, group: str, n_chunks: int, anchors: list[Anchor]) -> dict[str, int]:
         lc = self.cfg.label
-        work = self.ws.work_dir(STAGE, group)
+        work = self.ws.work_dir(self.stage, group)
         tables = [pq.read_table(work / f"chunk-{i:05d}.parquet") for i in range(n_chunks)]
         table = pa.concat_tables(tables) if tables else label_table([], anchors)
-        split = write_splits(self.ws, group, table, lc.val_share, lc.min_val)
-        out = self.ws.root / "labels" / group
+        out = self.labels_dir(group)
+        split = write_splits(out, table, lc.val_share, lc.min_val)
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
         n_dead = dead.count(b"\n")
@@ -137,8 +164,8 @@ class LabelStage:
                 "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values())}
 
 
-def write_splits(ws: Workspace, group: str, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
-    """Split labeled rows train/val per source (lowest id hashes → val) and write labels/<group>/{train,val}."""
+def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
+    """Split labeled rows train/val per source (lowest id hashes → val) and write ``out``/{train,val}.parquet."""
     ids, srcs = table.column("id").to_pylist(), table.column("source").to_pylist()
     by_source: dict[str, list[str]] = {}
     for rid, src in zip(ids, srcs):
@@ -148,7 +175,6 @@ def write_splits(ws: Workspace, group: str, table: pa.Table, val_share: float, m
         for rank, rid in enumerate(sorted(members, key=_id_rank_key)):
             split[rid] = split_of(rid, rank, len(members), val_share, min_val)
     table = table.append_column("split", pa.array([split[i] for i in ids], pa.string()))
-    out = ws.root / "labels" / group
     for name in ("train", "val"):
         write_table(out / f"{name}.parquet", table.filter(pc.equal(table.column("split"), name)))
     return split

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,9 @@ class LabeledSet:
     y: np.ndarray
 
 
-def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str]) -> LabeledSet:
+def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str], path: Path | None = None) -> LabeledSet:
     """Teacher labels of one split joined with their record texts (labels keep ids, not texts)."""
-    path = ws.root / "labels" / group / f"{split}.parquet"
+    path = path or ws.root / "labels" / group / f"{split}.parquet"
     if not path.exists():
         raise MiraError(f"no labels for group {group!r} ({path}); run `mira label` first")
     labels = pq.read_table(path)

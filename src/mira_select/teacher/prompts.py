@@ -22,6 +22,7 @@ from .schema import judge_schema, score_schema
 from .types import Anchor, ChatRequest
 
 FORMATS = ("text", "code", "qa", "qa_think", "agent")
+GENERAL = "general"  # score-only family of the fixed DataMan-style rubric (one prompt for every format)
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,7 +31,7 @@ def _read(name: str) -> str:
 
 
 def _family(task: str, fmt: str) -> dict[str, str]:
-    if fmt not in FORMATS:
+    if fmt not in FORMATS and not (task == "score" and fmt == GENERAL):
         raise ValueError(f"unknown format {fmt!r}")
     out = {}
     for line in _read(f"{task}/{fmt}.md").splitlines():
