@@ -172,7 +172,7 @@ def main() -> None:
         print(f"{'all':<10} {tier:<14} {'':>5} {'':>4} {np.nanmean([r['spearman'] for r in sel]):>8.3f} "
               f"{docs:>7,} {docs / secs:>8,.0f} {mb / secs:>6.1f}")
     mem = memory(args.config, ws, args.scale)
-    print(f"\n`mira score`, 2 workers, student from the workspace; peak RSS over the process tree\n")
+    print("\n`mira score`, 2 workers, student from the workspace; peak RSS over the process tree\n")
     print(f"{'corpus':>7} {'shards':>7} {'records':>9} {'wall s':>7} {'rec/s':>7} {'peak tree MB':>13} {'peak proc MB':>13}")
     for k, r in mem.items():
         print(f"{str(k) + 'x':>7} {r['shards']:>7} {r['records']:>9,} {r['wall']:>7.1f} {r['records'] / r['wall']:>7,.0f} "

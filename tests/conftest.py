@@ -78,3 +78,16 @@ def load_ground_truth(name: str) -> dict[str, dict]:
 @pytest.fixture
 def ground_truth():
     return load_ground_truth
+
+
+@pytest.fixture(scope="session")
+def demo_ws(tmp_path_factory) -> Path:
+    """The whole bundled demo corpus ingested once per test session (about 30 s on 2 cores)."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("demo")
+    shutil.copy(DEMO / "mira.yaml", d / "mira.yaml")
+    (d / "corpus").symlink_to(DEMO_CORPUS)
+    (d / "cache").symlink_to(DEMO / "cache")  # the shipped warm teacher cache (read by the rubric tests)
+    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    return d / "ws"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,3 +24,27 @@ class Executor(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def bounded_map(items: Sequence[T], limit: int, submit: Callable[[T], Any],
+                wait_done: Callable[[list[Any]], Iterable[tuple[Any, R]]],
+                cancel: Callable[[Any], Any]) -> Iterator[tuple[T, R]]:
+    """Keep at most ``limit`` units in flight (a long unit list is never all pickled at once); yield each
+    ``(item, result)`` as it finishes; cancel what is still pending if the consumer stops or a unit fails."""
+    pending: dict[Any, T] = {}
+    it = iter(items)
+    try:
+        while True:
+            while len(pending) < limit:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                pending[submit(item)] = item
+            if not pending:
+                return
+            for handle, result in wait_done(list(pending)):
+                yield pending.pop(handle), result
+    finally:
+        for handle in pending:
+            cancel(handle)

@@ -5,7 +5,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from .base import Executor
+from .base import Executor, bounded_map
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,26 +37,14 @@ class LocalExecutor(Executor):
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
             )
-        # Submit at most 2x workers at a time so a huge list of units does not sit pickled in memory.
-        pending: dict[Future, T] = {}
-        it = iter(items)
-        try:
-            while True:
-                while len(pending) < 2 * self.workers:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
-                    pending[self._pool.submit(fn, item)] = item
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = pending.pop(fut)
-                    yield item, fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+        pool = self._pool
+
+        def done(futures: list[Future]):
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            return [(f, f.result()) for f in finished]
+
+        yield from bounded_map(items, 2 * self.workers, lambda item: pool.submit(fn, item), done,
+                               lambda f: f.cancel())
 
     def close(self) -> None:
         if self._pool is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..errors import MiraError
-from .base import Executor
+from .base import Executor, bounded_map
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,25 +51,12 @@ class RayExecutor(Executor):
         if fn not in self._remote:
             self._remote[fn] = ray.remote(num_cpus=1)(fn)
         remote = self._remote[fn]
-        pending: dict[Any, T] = {}
-        it = iter(items)
-        try:
-            while True:
-                while len(pending) < 2 * self.workers:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
-                    pending[remote.remote(item)] = item
-                if not pending:
-                    return
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    item = pending.pop(ref)
-                    yield item, ray.get(ref)
-        finally:
-            for ref in pending:
-                ray.cancel(ref)
+
+        def done(refs: list[Any]):
+            finished, _ = ray.wait(refs, num_returns=1)
+            return [(ref, ray.get(ref)) for ref in finished]
+
+        yield from bounded_map(items, 2 * self.workers, lambda item: remote.remote(item), done, ray.cancel)
 
     def close(self) -> None:
         if self._started_here:

@@ -19,9 +19,8 @@ import orjson
 
 from ..config import MiraConfig
 from ..errors import MiraError
-from ..progress import Reporter
 from ..sampling import SampledRecord, reservoir_sample
-from ..teacher.client import Teacher
+from .teacher_stage import TeacherStage
 from ..teacher.prompts import prompt_version
 from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .group import load_groups
@@ -66,19 +65,8 @@ def parts_for(records: list[SampledRecord]) -> bool:
     return sum(r.format == "qa_think" for r in records) * 2 > len(records)
 
 
-class DiscoverStage:
-    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, reporter: Reporter | None = None,
-                 teacher: Teacher | None = None):
-        self.cfg = cfg
-        self.ws = ws or Workspace(cfg.workspace_path)
-        self.reporter = reporter or Reporter()
-        self._teacher = teacher
-
-    def teacher(self) -> Teacher:
-        if self._teacher is None:
-            self._teacher = Teacher(self.cfg.teacher, self.ws, stage=STAGE, tokenizer=self.cfg.tokenizer,
-                                    base_dir=self.cfg.base_dir)
-        return self._teacher
+class DiscoverStage(TeacherStage):
+    stage = STAGE
 
     def rubric_path(self, group: str):
         return self.ws.root / "rubrics" / f"{group}.json"

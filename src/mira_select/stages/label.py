@@ -20,12 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..config import MiraConfig
 from ..io.shards import write_table
-from ..progress import Reporter
-from ..teacher.client import Teacher
+from .teacher_stage import TeacherStage
 from ..teacher.types import Anchor
-from ..workspace import Counts, Workspace, atomic_write_bytes
+from ..workspace import Counts, atomic_write_bytes
 from .discover import group_members, load_rubric, stratified_sample
 
 STAGE = "label"
@@ -51,27 +49,11 @@ def _id_rank_key(record_id: str) -> str:
     return hashlib.sha256(record_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class LabelStage:
+class LabelStage(TeacherStage):
     """Labels every group on its discovered rubric. Subclasses relabel with another rubric (the DataMan baseline)
     by overriding ``stage``, ``groups``, ``rubric``, ``labels_dir`` and ``prompt_format``."""
 
     stage = STAGE
-
-    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, reporter: Reporter | None = None,
-                 teacher: Teacher | None = None):
-        self.cfg = cfg
-        self.ws = ws or Workspace(cfg.workspace_path)
-        self.reporter = reporter or Reporter()
-        self._teacher = teacher
-
-    def teacher(self) -> Teacher:
-        if self._teacher is None:
-            self._teacher = Teacher(self.teacher_config(), self.ws, stage=self.stage, tokenizer=self.cfg.tokenizer,
-                                    base_dir=self.cfg.base_dir)
-        return self._teacher
-
-    def teacher_config(self):
-        return self.cfg.teacher
 
     def groups(self) -> dict[str, list[str]]:
         return group_members(self.ws, self.cfg)
