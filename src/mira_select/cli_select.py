@@ -113,6 +113,30 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
 
         _print_accounting(stage._teacher)
 
+    @app.command("eval")
+    def eval_(
+        config: Path = config_opt,
+        variant: Optional[list[str]] = typer.Option(None, "--variant", help="Repeatable; default: eval.variants."),
+        proxy: Optional[list[str]] = typer.Option(None, "--proxy", help="ngram and/or transformer (default both)."),
+        max_items: int = typer.Option(200, "--max-items", help="Benchmark items per benchmark (seeded sample)."),
+    ) -> None:
+        """Train the same proxy LMs on every variant's selection; loss on benchmark solutions and group holdouts."""
+        from .evaluate.run import EvalRunner
+        from .progress import RichReporter
+
+        cfg = load_config(config)
+        proxies = tuple(proxy or ("ngram", "transformer"))
+        bad = set(proxies) - {"ngram", "transformer"}
+        if bad:
+            from .errors import MiraError
+
+            raise MiraError(f"--proxy must be ngram or transformer, got {', '.join(sorted(bad))}")
+        r = EvalRunner(cfg, reporter=RichReporter(err_console), max_items=max_items).run(variant or None, proxies)
+        console.print(r.table_md, highlight=False)
+        for v, why in r.results["skipped"].items():
+            console.print(f"[yellow]skipped {v}:[/yellow] {why}", highlight=False)
+        console.print(f"eval: {r.seconds:.0f}s; tables in {cfg.workspace_path / 'eval'}")
+
     @app.command()
     def export(
         config: Path = config_opt,

@@ -42,11 +42,17 @@ class LocalBackend(Backend):
                             "(compiles llama.cpp; ~12 min on 2 cores)") from None
         self.cfg = cfg
         self.model = cfg.model
-        self.path = resolve_model_path(cfg.model)
+        self._path: Path | None = None  # resolved on the first real call: a fully cached run needs no weights
         self.supports_logprobs = cfg.logprobs
         self._llm = None
         self._digit_ids: dict[str, int] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = resolve_model_path(self.cfg.model)
+        return self._path
 
     def _load(self):
         if self._llm is None:

@@ -1,0 +1,170 @@
+"""`mira eval`: is the selection better? Every variant's selection trains the same proxy LMs, which are then
+scored on real benchmark solutions (MBPP+ code given its prompt; Spider / BIRD gold SQL given schema + question)
+and on a held-out slice of every group (capability coverage). Two proxies:
+
+- ``ngram``: a count-based 4-gram LM (`baselines.ngram_lm`) fit on the WHOLE selection — fast and deterministic;
+- ``transformer``: a small byte-level GPT (`evaluate.proxy`) trained on ``eval.train_bytes`` of the selection per
+  seed (same bytes, architecture, optimizer and schedule for every variant); mean ± std over ``eval.seeds``.
+
+Losses are mean negative log-likelihood per token (ngram: its tokens; transformer: bytes), lower is better.
+Results: ``eval/results.json``, ``eval/table.csv``, ``eval/table.md`` (the shape of the paper's Table 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..baselines.ngram_lm import HashedNgramLM
+from ..benchmarks import BenchItem, load_benchmarks
+from ..config import MiraConfig
+from ..holdout import holdout_mask, id_buckets
+from ..progress import Reporter
+from ..stages.discover import group_members
+from ..stages.select import SelectStage
+from ..workspace import Workspace, atomic_write_bytes, write_json
+from .proxy import ProxySpec, continuation_loss, train, training_stream
+
+BENCHMARKS = ("mbppplus", "spider", "bird")
+
+
+@dataclass
+class EvalResult:
+    results: dict[str, Any]
+    table_md: str
+    seconds: float
+
+
+class EvalRunner:
+    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, reporter: Reporter | None = None,
+                 max_items: int = 200, holdout_tokens: int = 2000):
+        self.cfg = cfg
+        self.ws = ws or Workspace(cfg.workspace_path)
+        self.reporter = reporter or Reporter()
+        self.max_items, self.holdout_tokens = max_items, holdout_tokens
+
+    def targets(self) -> tuple[dict[str, list[BenchItem]], dict[str, list[str]]]:
+        items = load_benchmarks(self.cfg.eval.benchmarks)
+        rng = np.random.default_rng(0)
+        bench = {}
+        for name in BENCHMARKS:
+            these = [i for i in items if i.benchmark == name]
+            if len(these) > self.max_items:
+                these = [these[k] for k in sorted(rng.choice(len(these), self.max_items, replace=False))]
+            bench[name] = these
+        holdout: dict[str, list[str]] = {}
+        if self.cfg.eval.holdout_share > 0:
+            for group, sources in group_members(self.ws, self.cfg).items():
+                for source in sources:
+                    for shard in self.ws.record_shards(source):
+                        t = pq.read_table(shard, columns=["id", "text", "contaminated"])
+                        m = holdout_mask(self.cfg, id_buckets(t.column("id").to_pylist()))
+                        m &= ~t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
+                        holdout.setdefault(group, []).extend(x for x, k in zip(t.column("text").to_pylist(), m) if k)
+        return bench, holdout
+
+    def kept_texts(self, variant: str) -> list[str]:
+        kept = pq.read_table(self.ws.root / "selection" / variant / "kept.parquet", columns=["id", "source"])
+        out: list[str] = []
+        for source in sorted(set(kept.column("source").to_pylist())):
+            ids = kept.filter(pc.equal(kept.column("source"), source)).column("id")
+            for shard in self.ws.record_shards(source):
+                t = pq.read_table(shard, columns=["id", "text"])
+                out += t.filter(pc.is_in(t.column("id"), value_set=ids)).column("text").to_pylist()
+        return out
+
+    def run(self, variants: list[str] | None = None, proxies: tuple[str, ...] = ("ngram", "transformer")) -> EvalResult:
+        start = time.monotonic()
+        ec = self.cfg.eval
+        variants = variants or list(ec.variants)
+        bench, holdout = self.targets()
+        spec = ProxySpec(ec.context, ec.layers, ec.width, ec.heads, ec.batch, ec.lr, ec.train_bytes)
+        if ec.threads:
+            import torch
+
+            torch.set_num_threads(ec.threads)
+        results: dict[str, Any] = {"variants": {}, "skipped": {}, "spec": spec.__dict__, "seeds": list(ec.seeds),
+                                   "n_items": {k: len(v) for k, v in bench.items()},
+                                   "holdout_records": {g: len(v) for g, v in holdout.items()}}
+        for variant in variants:
+            try:
+                sel = SelectStage(self.cfg, self.ws).run(variant)
+            except Exception as exc:  # e.g. dataman before `mira dataman`: reported, not fatal
+                results["skipped"][variant] = str(exc)
+                continue
+            texts = self.kept_texts(variant)
+            row: dict[str, Any] = {"kept_tokens": sel.summary["totals"]["kept_tokens"],
+                                   "group_share": {g: d["kept_tokens"] / max(d["tokens"], 1)
+                                                   for g, d in sel.summary["per_group"].items()}}
+            if "ngram" in proxies:
+                with self.reporter.task(f"eval {variant}: n-gram proxy", total=1) as bar:
+                    lm = HashedNgramLM(order=ec.ngram_order, bits=22).fit(texts)
+                    row["ngram"] = self._losses(lambda p, t: lm.sequence_loss(p, t), bench, holdout,
+                                                lambda t: lm.sequence_loss("", t))
+                    bar.advance()
+            if "transformer" in proxies:
+                runs = []
+                with self.reporter.task(f"eval {variant}: transformer x{len(ec.seeds)}", total=len(ec.seeds)) as bar:
+                    for seed in ec.seeds:
+                        model = train(training_stream(texts, spec.train_bytes, seed), spec, seed)
+                        runs.append(self._losses(lambda p, t: continuation_loss(model, p, t, spec.context), bench,
+                                                 holdout, lambda t: continuation_loss(model, "", t, spec.context)))
+                        bar.advance()
+                row["transformer"] = {"runs": runs, **_mean_std(runs)}
+            results["variants"][variant] = row
+        results["seconds"] = time.monotonic() - start
+        md, csv_text = render_table(results)
+        out = self.ws.root / "eval"
+        write_json(out / "results.json", results)
+        atomic_write_bytes(out / "table.md", md.encode())
+        atomic_write_bytes(out / "table.csv", csv_text.encode())
+        return EvalResult(results, md, results["seconds"])
+
+    def _losses(self, loss_fn, bench, holdout, plain_fn) -> dict[str, float]:
+        out = {}
+        for name, items in bench.items():
+            nll = n = 0.0
+            for item in items:
+                a, b = loss_fn(item.prompt, item.solution)
+                nll, n = nll + a, n + b
+            out[name] = nll / max(n, 1)
+        out["macro"] = float(np.mean([out[b] for b in bench]))
+        for group, texts in holdout.items():
+            nll = n = 0.0
+            for text in texts[:200]:
+                a, b = plain_fn(text[: self.holdout_tokens * 4])
+                nll, n = nll + a, n + b
+            out[f"holdout:{group}"] = nll / max(n, 1)
+        return out
+
+
+def _mean_std(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    keys = runs[0].keys() if runs else []
+    return {"mean": {k: float(np.mean([r[k] for r in runs])) for k in keys},
+            "std": {k: float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for k in keys}}
+
+
+def render_table(results: dict[str, Any]) -> tuple[str, str]:
+    cols = list(BENCHMARKS) + ["macro"]
+    lines = ["| variant | kept tokens | proxy | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["variant", "kept_tokens", "proxy", *cols, *[f"{c}_std" for c in cols]])
+    for variant, row in results["variants"].items():
+        if "ngram" in row:
+            vals = [row["ngram"][c] for c in cols]
+            lines.append(f"| {variant} | {row['kept_tokens']:,} | ngram | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+            w.writerow([variant, row["kept_tokens"], "ngram", *vals, *[0.0] * len(cols)])
+        if "transformer" in row:
+            m, s = row["transformer"]["mean"], row["transformer"]["std"]
+            lines.append(f"| {variant} | {row['kept_tokens']:,} | transformer | "
+                         + " | ".join(f"{m[c]:.4f} ± {s[c]:.4f}" for c in cols) + " |")
+            w.writerow([variant, row["kept_tokens"], "transformer", *[m[c] for c in cols], *[s[c] for c in cols]])
+    return "\n".join(lines) + "\n", buf.getvalue()

@@ -1,0 +1,41 @@
+"""`mira eval` machinery on a tiny config: shapes, equal token budgets, determinism of the n-gram proxy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import load_ground_truth, run_mira
+from .select_helpers import build_workspace
+
+pytest.importorskip("torch", reason="the transformer proxy needs torch (make test installs it)")
+
+
+def test_eval_runs_every_variant_on_equal_budgets_and_is_deterministic(tmp_path):
+    extra = {"baselines": {"reference": {"sources": ["code_python_pypi", "text_django_docs"], "share": 0.3}},
+             "eval": {"holdout_share": 0.1, "seeds": [0, 1], "train_bytes": 8192, "context": 64, "layers": 1,
+                      "width": 32, "heads": 2, "batch": 4, "variants": ["group", "global", "random", "ppl", "dsir",
+                                                                         "dataman", "full"]}}
+    cfg = build_workspace(tmp_path, load_ground_truth, per_file=60, labels_per_source=40, extra=extra)
+    run_mira("train", "-c", str(cfg), check=True)
+    run_mira("score", "-c", str(cfg), check=True)
+    out = run_mira("eval", "-c", str(cfg), "--max-items", "5", check=True)
+    res = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
+    assert set(res["variants"]) == {"group", "global", "random", "ppl", "dsir", "full"}
+    assert "dataman" in res["skipped"] and "skipped dataman" in out.stdout
+    assert res["n_items"] == {"mbppplus": 5, "spider": 5, "bird": 5}
+    budget = {v: r["kept_tokens"] for v, r in res["variants"].items() if v != "full"}
+    assert max(budget.values()) - min(budget.values()) < 0.1 * max(budget.values())
+    for v, r in res["variants"].items():
+        for proxy in ("ngram",):
+            assert all(0 < r[proxy][k] < 20 for k in ("mbppplus", "spider", "bird", "macro")), (v, r[proxy])
+            assert {"holdout:code", "holdout:text"} <= set(r[proxy])
+        t = r["transformer"]
+        assert len(t["runs"]) == 2 and t["std"]["macro"] >= 0 and 0 < t["mean"]["macro"] < 10
+    table = (tmp_path / "ws" / "eval" / "table.md").read_text()
+    assert table.count("| ngram |") == 6 and table.count("| transformer |") == 6
+    first = res["variants"]["group"]["ngram"]
+    run_mira("eval", "-c", str(cfg), "--variant", "group", "--proxy", "ngram", "--max-items", "5", check=True)
+    again = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
+    assert again["variants"]["group"]["ngram"] == first
