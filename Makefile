@@ -7,7 +7,7 @@ DEMO   := data/demo/mira.yaml
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench eval venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: $(STAMP)
 	$(BIN)/mira train -c $(DEMO)
 	$(BIN)/mira score -c $(DEMO)
 	for v in $(DEMO_VARIANTS); do $(BIN)/mira select -c $(DEMO) --variant $$v || exit 1; done
+
+# Proxy evaluation of every selection variant on the demo workspace (a benchmark, not a test; run `make demo` first).
+eval: $(STAMP)
+	$(BIN)/mira eval -c $(DEMO)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_memory.py
