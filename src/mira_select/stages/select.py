@@ -6,7 +6,9 @@ unit's kept tokens land in [target, target + one record). Per-group budgets are 
 cut lets a group whose teacher happens to score generously (or a format the student over-rates) crowd out whole
 capabilities, which per-group budgets make impossible by construction.
 
-Reads only the score sidecars (score + n_tokens, a few bytes per record), so memory is a few arrays of corpus
+The same machinery serves the baselines (`baselines/scorers.py` says what each variant ranks by and its unit), and
+every variant leaves out the same records: contaminated ones, the eval holdout and the baselines' reference sample.
+MIRA variants read only score sidecars and record ids (a few bytes per record): memory is a few arrays of corpus
 length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.parquet`` (kept ids in corpus order).
 """
 
@@ -22,13 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
 from ..config import MiraConfig
 from ..errors import MiraError
+from ..holdout import holdout_mask, id_buckets, reference_mask
 from ..io.shards import shard_writer
 from ..workspace import Counts, Workspace, write_json
 from .discover import group_members
-from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
-from ..holdout import holdout_mask, id_buckets, reference_mask
 
 STAGE = "select"
 __all__ = ["VARIANTS", "SelectStage", "budget_mask", "select_units"]
