@@ -23,7 +23,7 @@ def test_eval_runs_every_variant_on_equal_budgets_and_is_deterministic(tmp_path)
     out = run_mira("eval", "-c", str(cfg), "--max-items", "5", check=True)
     res = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
     assert set(res["variants"]) == {"group", "global", "random", "ppl", "dsir", "full"}
-    assert "dataman" in res["skipped"] and "skipped dataman" in out.stdout
+    assert "mira dataman" in res["skipped"]["dataman"] and "skipped dataman" in out.stdout
     assert res["n_items"] == {"mbppplus": 5, "spider": 5, "bird": 5}
     budget = {v: r["kept_tokens"] for v, r in res["variants"].items() if v != "full"}
     assert max(budget.values()) - min(budget.values()) < 0.1 * max(budget.values())

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import MiraConfig
+from ..errors import MiraError
 from ..progress import Reporter
 from ..stages.label import LabelStage
 from ..students.base import Student, make_student
@@ -100,6 +101,8 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
 
 
 def load_dataman_scorer(ws: Workspace) -> Callable[[list[str]], np.ndarray]:
+    if not (dataman_dir(ws) / "student" / "student.json").exists():
+        raise MiraError("the dataman baseline has no labels/student yet; run `mira dataman` first")
     student = Student.load(dataman_dir(ws) / "student")
     col = student.anchors.index("overall")
     return lambda texts: student.predict(texts)[:, col].astype(np.float64)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from ..baselines.ngram_lm import HashedNgramLM
 from ..benchmarks import BenchItem, load_benchmarks
 from ..config import MiraConfig
+from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets
 from ..progress import Reporter
 from ..stages.discover import group_members
@@ -96,7 +97,7 @@ class EvalRunner:
         for variant in variants:
             try:
                 sel = SelectStage(self.cfg, self.ws).run(variant)
-            except Exception as exc:  # e.g. dataman before `mira dataman`: reported, not fatal
+            except MiraError as exc:  # e.g. dataman before `mira dataman`: reported, not fatal
                 results["skipped"][variant] = str(exc)
                 continue
             texts = self.kept_texts(variant)
