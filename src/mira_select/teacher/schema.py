@@ -53,7 +53,12 @@ def _parse(text: str) -> tuple[Any, str | None]:
     try:
         return orjson.loads(s), None
     except orjson.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc})"
+        try:  # raw newlines/tabs inside strings (grammar-constrained llama.cpp allows them): the data is intact
+            import json
+
+            return json.loads(s, strict=False), None
+        except ValueError:
+            return None, f"not valid JSON ({exc})"
 
 
 def _score_value(v: Any) -> tuple[int | None, str | None]:
