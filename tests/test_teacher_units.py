@@ -163,3 +163,13 @@ def test_warm_cache_seeds_a_new_workspace_once(tmp_path: Path):
     assert workspace_secret(ws) == b"s" * 32  # prompts (and so cache keys) match the shipped answers
     assert ResponseCache(ws.root / "cache" / "teacher.sqlite").get("k1") == {"text": "{}"}
     assert seed_warm_cache(ws, shipped) is False  # an existing cache is never overwritten
+
+
+def test_raw_newlines_inside_json_strings_are_accepted():
+    # llama.cpp's JSON grammar lets a model write a literal newline inside a string; the data is still intact
+    from mira_select.teacher.schema import _parse
+
+    data, err = _parse('{"a01": {"rationale": "line one\nline two", "score": 7}}')
+    assert err is None and data["a01"]["score"] == 7
+    data, err = _parse('{"a01": {"rationale": "cut')
+    assert data is None and "not valid JSON" in err
