@@ -62,7 +62,6 @@ class DatamanLabelStage(LabelStage):
         from ..stages.discover import group_members
 
         members = group_members(self.ws, self.cfg)
-        self._n_groups = len(members)
         return {GROUP: [s for sources in members.values() for s in sources]}
 
     def rubric(self, group: str) -> dict[str, Any]:
@@ -70,7 +69,9 @@ class DatamanLabelStage(LabelStage):
 
     def records_per_group(self) -> int:
         # as many teacher labels as MIRA spends over all its groups
-        return self.cfg.label.records_per_group * getattr(self, "_n_groups", 1)
+        from ..stages.group import load_groups
+
+        return self.cfg.label.records_per_group * len(load_groups(self.ws)["groups"])
 
     def labels_dir(self, group: str) -> Path:
         return dataman_dir(self.ws) / "labels"
