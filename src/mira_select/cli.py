@@ -126,6 +126,9 @@ def label(
 from .cli_select import register as _register_select  # noqa: E402
 
 _register_select(app, console, err_console, ConfigOpt)  # train, score, select, export: after label in --help
+from .cli_run import register as _register_run  # noqa: E402
+
+_register_run(app, console, err_console, ConfigOpt)  # run, report
 
 rubric_app = typer.Typer(help="Inspect discovered rubrics.", no_args_is_help=True)
 app.add_typer(rubric_app, name="rubric")

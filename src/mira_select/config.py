@@ -166,10 +166,16 @@ class StudentConfig(_Strict):
     batch: int = Field(512, gt=0, description="records scored per student call")
 
 
+SelectionVariant = Literal["group", "source", "global", "random", "ppl", "dsir", "dataman", "full"]
+
+
 class BudgetConfig(_Strict):
     fraction: float = Field(0.5, gt=0, le=1)
     variant: Literal["group", "source", "global"] = "group"
     seed: int = 0
+    compare: list[SelectionVariant] = Field(
+        default_factory=lambda: ["source", "global"],
+        description="variants `mira run` selects beside `variant`, for the report (dataman also labels its rubric)")
 
 
 class ReferenceConfig(_Strict):

@@ -9,6 +9,7 @@ DataMan paper's list (Peng et al., 2025); ``overall`` is what the selection rank
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from ..errors import MiraError
 from ..progress import Reporter
 from ..stages.label import LabelStage
 from ..students.base import Student, make_student
-from ..workspace import Workspace, write_json
+from ..workspace import Workspace, read_json, write_json
 
 CRITERIA = [
     ("accuracy", "Accuracy", "facts, code and statements are correct and free of errors"),
@@ -87,18 +88,25 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
 
     anchors = [c[0] for c in CRITERIA]
     base = dataman_dir(ws)
+    kind = cfg.student.kind if cfg.student.kind in ("hashed_linear", "embed_heads") else "hashed_linear"
+    h = hashlib.sha256(f"{kind}:{cfg.student.params.get(kind, {})!r}".encode())
+    for split in ("train", "val"):
+        h.update(hashlib.sha256((base / "labels" / f"{split}.parquet").read_bytes()).digest())
+    fp = h.hexdigest()[:16]
+    done = base / "student" / "metrics.json"
+    if done.exists() and read_json(done).get("fingerprint") == fp:
+        return {**read_json(done), "skipped": True}
     sets = {}
     for split in ("train", "val"):
         sets[split] = load_labeled(ws, GROUP, split, anchors, path=base / "labels" / f"{split}.parquet")
-    kind = cfg.student.kind if cfg.student.kind in ("hashed_linear", "embed_heads") else "hashed_linear"
     student = make_student(kind, anchors, **cfg.student.params.get(kind, {}))
     student.fit(sets["train"].texts, sets["train"].y, sets["train"].sources)
     pred = student.predict(sets["val"].texts) if sets["val"].ids else np.zeros((0, len(anchors)), np.float32)
-    metrics = {"kind": kind, "n_train": len(sets["train"].ids), "n_val": len(sets["val"].ids),
+    metrics = {"fingerprint": fp, "kind": kind, "n_train": len(sets["train"].ids), "n_val": len(sets["val"].ids),
                **fidelity(pred, sets["val"].y, sets["val"].sources, anchors)}
     student.save(base / "student")
     write_json(base / "student" / "metrics.json", metrics)
-    return metrics
+    return {**metrics, "skipped": False}
 
 
 def load_dataman_scorer(ws: Workspace) -> Callable[[list[str]], np.ndarray]:

@@ -13,12 +13,14 @@ Results: ``eval/results.json``, ``eval/table.csv``, ``eval/table.md`` (the shape
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -30,7 +32,7 @@ from ..holdout import holdout_mask, id_buckets
 from ..progress import Reporter
 from ..stages.discover import group_members
 from ..stages.select import SelectStage
-from ..workspace import Workspace, atomic_write_bytes, write_json
+from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .proxy import ProxySpec, continuation_loss, train, training_stream
 
 BENCHMARKS = ("mbppplus", "spider", "bird")
@@ -50,6 +52,24 @@ class EvalRunner:
         self.ws = ws or Workspace(cfg.workspace_path)
         self.reporter = reporter or Reporter()
         self.max_items, self.holdout_tokens = max_items, holdout_tokens
+
+    @property
+    def results_path(self):
+        return self.ws.root / "eval" / "results.json"
+
+    def fingerprint(self, variants: list[str], proxies: tuple[str, ...]) -> str:
+        """Eval config + benchmarks + every variant's selection fingerprint (a missing selection counts too, so
+        results with a skipped variant go stale once that variant can be selected)."""
+        parts = [self.cfg.eval.model_dump(mode="json"), sorted(proxies), self.max_items, self.holdout_tokens]
+        for variant in variants:
+            done = self.ws.is_done("select", variant)
+            parts.append([variant, self.ws.read_marker("select", variant).get("fingerprint") if done else None])
+        return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+
+    def is_current(self, variants: list[str] | None = None,
+                   proxies: tuple[str, ...] = ("ngram", "transformer")) -> bool:
+        fp = self.fingerprint(variants or list(self.cfg.eval.variants), proxies)
+        return self.results_path.exists() and read_json(self.results_path).get("fingerprint") == fp
 
     def targets(self) -> tuple[dict[str, list[BenchItem]], dict[str, list[str]]]:
         items = load_benchmarks(self.cfg.eval.benchmarks)
@@ -121,6 +141,7 @@ class EvalRunner:
                 row["transformer"] = {"runs": runs, **_mean_std(runs)}
             results["variants"][variant] = row
         results["seconds"] = time.monotonic() - start
+        results["fingerprint"] = self.fingerprint(variants, proxies)
         md, csv_text = render_table(results)
         out = self.ws.root / "eval"
         write_json(out / "results.json", results)

@@ -33,6 +33,7 @@ STAGE = "label"
 class LabelResult:
     counts: dict[str, dict[str, int]]
     seconds: float
+    skipped: list[str]  # groups that were already labeled with the current rubric and config
 
 
 def anchors_of(rubric: dict[str, Any]) -> list[Anchor]:
@@ -75,21 +76,32 @@ class LabelStage(TeacherStage):
         start = time.monotonic()
         if force:
             self.ws.clear_stage(self.stage)
-        counts = {}
+        counts, skipped = {}, []
         for group, sources in self.groups().items():
+            if self._is_current(group):
+                skipped.append(group)
             counts[group] = self._label_group(group, sources)
         if self._teacher is not None:
             self._teacher.save_accounting()
-        return LabelResult(counts, time.monotonic() - start)
+        return LabelResult(counts, time.monotonic() - start, skipped)
+
+    def _fingerprint(self, group: str, rubric: dict[str, Any]) -> str:
+        return hashlib.sha256(orjson.dumps({"label": self.cfg.label.model_dump(mode="json"),
+                                            "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model,
+                                            "n": self.records_per_group(),
+                                            "cut": self.teacher_config().max_record_tokens},
+                                           option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    def _is_current(self, group: str) -> bool:
+        key = f"{group}/_final"
+        return self.ws.is_done(self.stage, key) and \
+            self.ws.read_marker(self.stage, key).get("fingerprint") == self._fingerprint(group, self.rubric(group))
 
     def _label_group(self, group: str, sources: list[str]) -> dict[str, int]:
         lc = self.cfg.label
         rubric = self.rubric(group)
         anchors = anchors_of(rubric)
-        fp = hashlib.sha256(orjson.dumps({"label": lc.model_dump(mode="json"), "anchors": rubric["anchors"],
-                                          "teacher": self.cfg.teacher.model, "n": self.records_per_group(),
-                                          "cut": self.teacher_config().max_record_tokens},
-                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        fp = self._fingerprint(group, rubric)
         final_key = f"{group}/_final"
         if self.ws.is_done(self.stage, final_key) and \
                 self.ws.read_marker(self.stage, final_key).get("fingerprint") == fp:

@@ -1,0 +1,124 @@
+"""`mira run` end to end on the whole demo corpus (teacher replayed from the shipped cache) and `mira report`.
+
+Checks that one command runs every stage, that the page shows the numbers of *this* workspace in every section,
+that it is self-contained, and that a second `mira run` does no work and makes no teacher call.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from .conftest import run_mira
+
+pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
+pytest.importorskip("matplotlib")
+
+TINY_EVAL = {"seeds": [0], "train_bytes": 20_000, "context": 64, "layers": 1, "width": 32, "heads": 2, "batch": 4,
+             "variants": ["group", "random"], "holdout_share": 0.02, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def finished(demo_ws, tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    cfg = yaml.safe_load((demo_ws.parent / "mira.yaml").read_text())
+    cfg["workspace"] = str(d / "ws")
+    cfg["teacher"].update({"backend": "replay", "warm_cache": str(demo_ws.parent / "cache")})
+    cfg["student"] = {"kind": "hashed_linear"}
+    cfg["budget"] = {"compare": ["source", "global", "random"]}
+    cfg["eval"] = TINY_EVAL
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (d / "corpus").symlink_to(demo_ws.parent / "corpus")
+    first = run_mira("run", "-c", str(d / "mira.yaml"), "--eval", check=True)
+    return d, d / "ws", first
+
+
+def test_run_executes_every_stage_and_prints_the_summary(finished):
+    d, ws, first = finished
+    last = json.loads((ws / "run" / "last.json").read_text())
+    assert [s["stage"] for s in last["stages"]] == ["ingest", "group", "discover", "label", "train", "score",
+                                                   "select", "eval"]
+    ran = {s["stage"]: s["did_work"] for s in last["stages"]}
+    assert all(ran.values()), ran
+    assert last["teacher"]["calls"] == 0 and last["teacher"]["cache_hits"] > 300  # replayed: 160 + 200 answers
+    summary = json.loads((ws / "selection" / "group" / "summary.json").read_text())
+    for group, g in summary["per_group"].items():
+        assert f"{g['kept_tokens']:,}" in first.stdout, group  # per-group tokens kept are printed
+    for source in summary["per_source"]:
+        assert source in first.stdout
+    assert "report: " in first.stdout and (ws / "report" / "index.html").exists()
+
+
+def test_second_run_does_no_work_and_calls_no_teacher(finished):
+    d, ws, _ = finished
+    watched = [ws / "selection" / "group" / "kept.parquet", ws / "students" / "code" / "weights.npz",
+               ws / "labels" / "code" / "train.parquet", ws / "rubrics" / "code.json", ws / "eval" / "results.json"]
+    before = {p: p.stat().st_mtime_ns for p in watched}
+    again = run_mira("run", "-c", str(d / "mira.yaml"), "--eval", "--no-report", check=True)
+    last = json.loads((ws / "run" / "last.json").read_text())
+    assert not last["did_work"], last["stages"]
+    assert last["teacher"] == {k: 0 for k in last["teacher"]}
+    assert "nothing to do" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in watched} == before
+
+
+def test_from_and_until_select_a_window_of_stages(finished):
+    d, ws, _ = finished
+    out = run_mira("run", "-c", str(d / "mira.yaml"), "--from", "train", "--until", "score", "--no-report",
+                   check=True)
+    stages = [s["stage"] for s in json.loads((ws / "run" / "last.json").read_text())["stages"]]
+    assert stages == ["train", "score"]
+    bad = run_mira("run", "-c", str(d / "mira.yaml"), "--from", "score", "--until", "train")
+    assert bad.returncode == 2 and "comes after" in bad.stderr and "Traceback" not in bad.stderr
+    assert "train" in out.stdout
+
+
+def test_report_sections_show_this_workspaces_numbers(finished):
+    d, ws, _ = finished
+    page = (ws / "report" / "index.html").read_text()
+    sections = dict(re.findall(r'data-section="(\w+)">(.*?)</section>', page, flags=re.S))
+    assert set(sections) >= {"corpus", "groups", "rubrics", "labels", "selection", "examples", "eval", "run"}
+    # corpus: total records and every source's token count
+    manifest = json.loads((ws / "manifest.json").read_text())
+    assert f"{sum(s['records'] for s in manifest['sources'].values()):,} records" in sections["corpus"]
+    for name, s in manifest["sources"].items():
+        assert name in sections["corpus"] and f"{s['tokens']:,}" in sections["corpus"]
+    # groups: every group with its members
+    groups = json.loads((ws / "groups.json").read_text())["groups"]
+    for g, members in groups.items():
+        assert f"<b>{g}</b>" in sections["groups"] and all(m in sections["groups"] for m in members)
+    # rubrics: every anchor's name and cluster size, per group
+    for g in groups:
+        rubric = json.loads((ws / "rubrics" / f"{g}.json").read_text())
+        assert f"{g} — {len(rubric['anchors'])} anchors from {rubric['n_points']} judgment points" in sections["rubrics"]
+        for a in rubric["anchors"]:
+            assert html.escape(a["name"]) in sections["rubrics"]
+    # labels: the student's validation Spearman as metrics.json has it
+    for g in groups:
+        m = json.loads((ws / "students" / g / "metrics.json").read_text())
+        assert f"{g} — 40 labeled records; student {m['kind']}: ρ = {m['overall']['spearman']:.3f}" in sections["labels"]
+    # selection: kept tokens of the main variant and every compared variant's row
+    sel = json.loads((ws / "selection" / "group" / "summary.json").read_text())
+    assert f"keeps {sel['totals']['kept_tokens']:,} of {sel['totals']['tokens']:,} tokens" in sections["selection"]
+    for v in ("group", "source", "global", "random"):
+        assert f"<td>{v}</td>" in sections["selection"]
+    # examples: a teacher rationale of the best-scored labeled record of a group is shown
+    t = pq.read_table(ws / "labels" / "agent" / "train.parquet").to_pylist() + \
+        pq.read_table(ws / "labels" / "agent" / "val.parquet").to_pylist()
+    anchors = [k.split(":", 1)[1] for k in t[0] if k.startswith("score:")]
+    best = max(t, key=lambda r: sum(r[f"score:{a}"] for a in anchors) / len(anchors))
+    assert best["id"] in sections["examples"]
+    assert html.escape(best[f"rationale:{anchors[0]}"]) in sections["examples"]
+    # eval: the table holds the numbers of results.json
+    res = json.loads((ws / "eval" / "results.json").read_text())
+    tr = res["variants"]["random"]["transformer"]["mean"]["macro"]
+    assert f"{tr:.3f}" in sections["eval"]
+    # self-contained: every image inline, nothing fetched from the network
+    imgs = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(imgs) >= 5 + 2 * len(groups) and all(src.startswith("data:image/png;base64,") for src in imgs)
+    assert not re.search(r'(src|href)="https?://', page)
