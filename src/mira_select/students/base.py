@@ -58,7 +58,11 @@ class Student(abc.ABC):
             raise MiraError(f"no trained student in {directory}; run `mira train` first") from None
         student = make_student(meta["kind"], meta["anchors"], **meta["params"])
         student._set_weights(arrays)
+        student.attach(directory)
         return student
+
+    def attach(self, directory: Path) -> None:
+        """Called after loading; tiers that keep files beside the arrays (the generative LM) find them here."""
 
 
 def check_targets(texts: list[str], y: np.ndarray, anchors: list[str]) -> np.ndarray:
