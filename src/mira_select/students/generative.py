@@ -2,15 +2,15 @@
 teacher's anchor JSON (``{"a01": 7, "a02": 9, ...}``) after the record, then read as expected scores.
 
 Why an expected score and not the greedy digits: the scores are integers but the record's quality is not; the
-probability mass over 0–10 at each anchor's slot gives the same continuous read-out the teacher gets (digits are
-single tokens in the supported tokenizers; "10" is "1" then "0", so P(10) = P("1")·P("0" | "1")).
-Anchors are read in order, each conditioned on the previous anchors' most likely values, as the LM was trained.
+probability mass over the digit at each anchor's slot gives the same continuous read-out the teacher gets.
+Anchors are read in order, each conditioned on the previous anchors' most likely values, as the LM was trained;
+the record goes through the model once and each anchor adds a few tokens through the KV cache.
 
 The base model is a Hugging Face directory or a GGUF file (dequantized by transformers; the packaged SmolLM2-135M is
 the default because it is the one LM a package ships here). It runs on a CUDA GPU; without one it refuses with the
 reason, unless ``allow_cpu: true`` (tests, tiny runs) — a CPU fine-tune of a 135M model on a real label set takes
-hours. The fine-tuned weights are saved beside ``student.json`` in ``lm/`` (safetensors); the tokenizer is always
-read from the base model named in the params.
+hours. The fine-tuned weights are saved beside ``student.json`` as ``lm/model.safetensors``; loading rebuilds the
+base model named in the params and puts them over it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {"base_model": "smollm2-135m-instruct", "epochs": 4, 
                             "predict_batch": 32}
 HEADER = "Rate this training record on each quality anchor (0-10).\n\n"
 SCORES = "\n\n### Scores\n"
+# Scores are written as one digit, 0-9 (the teacher's 0-10 scaled by 0.9): one token per value, so every anchor
+# of every record in a batch advances the KV cache by the same number of tokens. The read-out stays continuous.
+LEVELS = 10
 
 
 def _torch():
@@ -96,40 +99,46 @@ class GenerativeStudent(Student):
     def _slot(self, j: int) -> list[int]:
         return self._ids(("{" if j == 0 else ", ") + f'"{self.anchors[j]}": ')
 
-    def _target(self, scores: np.ndarray) -> list[int]:
-        ids: list[int] = []
-        for j, v in enumerate(scores):
-            ids += self._slot(j) + self._ids(str(int(np.clip(np.rint(v), 0, 10))))
-        return ids + self._ids("}")
-
     def _digits(self) -> list[int]:
-        d = [self._ids(str(k)) for k in range(10)]
+        d = [self._ids(str(k)) for k in range(LEVELS)]
         if any(len(x) != 1 for x in d):
             raise MiraError("generative student: the base model's tokenizer does not have single-token digits")
         return [x[0] for x in d]
 
+    def _target(self, scores: np.ndarray, digits: list[int]) -> list[int]:
+        ids: list[int] = []
+        for j, v in enumerate(scores):
+            ids += self._slot(j) + [digits[int(np.clip(np.rint(v * (LEVELS - 1) / 10), 0, LEVELS - 1))]]
+        return ids + self._ids("}")
+
     # -- fit / predict ----------------------------------------------------------------------------------------
 
-    def _load(self, weights: tuple[str, str | None]) -> None:
-        """Model weights from ``weights`` (the base, or our fine-tuned lm/); the tokenizer always from the base:
-        a GGUF-derived tokenizer does not survive save_pretrained round trips (it gains a BOS and loses spaces)."""
+    def _load(self, lm_file: Path | None = None) -> None:
+        """The base model (dequantized when it is a GGUF), then our fine-tuned weights over it when given. The
+        tokenizer always comes from the base: a GGUF-derived tokenizer does not survive save_pretrained round trips,
+        and a GGUF-loaded model cannot be re-saved by transformers, so only the state dict is stored."""
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = _device(self.params["allow_cpu"])
-        base, base_gguf = _resolve_base(self.params["base_model"])
-        self._tok = AutoTokenizer.from_pretrained(base, **({"gguf_file": base_gguf} if base_gguf else {}))
-        path, gguf = weights
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        base, gguf = _resolve_base(self.params["base_model"])
         kw = {"gguf_file": gguf} if gguf else {}
-        self._model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw).to(self.device)
+        self._tok = AutoTokenizer.from_pretrained(base, **kw)
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self._model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, **kw)
+        if lm_file is not None:
+            from safetensors.torch import load_model
+
+            load_model(self._model, str(lm_file))
+        self._model.to(self.device)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "GenerativeStudent":
         torch = _torch()
         y = check_targets(texts, y, self.anchors)
-        self._load(_resolve_base(self.params["base_model"]))
+        self._load()
         torch.manual_seed(self.params["seed"])
-        rows = [(p := self._prompt(t), p + self._target(s)) for t, s in zip(texts, y)]
+        digits = self._digits()
+        rows = [(p := self._prompt(t), p + self._target(s, digits)) for t, s in zip(texts, y)]
         opt = torch.optim.AdamW(self._model.parameters(), lr=self.params["lr"], weight_decay=0.0)
         bs = self.params["batch"]
         steps = self.params["epochs"] * math.ceil(len(rows) / bs)
@@ -169,48 +178,54 @@ class GenerativeStudent(Student):
             att[r, sl] = 1
         return ids.to(self.device), att.to(self.device)
 
-    def _next_probs(self, seqs: list[list[int]], tokens: list[int]):
-        """P(each of ``tokens`` | seq), renormalized over ``tokens``: [batch, len(tokens)]."""
-        torch = _torch()
-        ids, att = self._pad(seqs, left=True)
-        pos = (att.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            logits = self._model(input_ids=ids, attention_mask=att, position_ids=pos).logits[:, -1, :]
-        return torch.softmax(logits[:, tokens].float(), dim=-1).cpu().numpy()
-
     def predict(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
             if self._dir is None:
                 raise MiraError("generative student: predict before fit or load")
-            self._load((str(self._dir), None))
-        digits = self._digits()
-        one, zero, stop = digits[1], digits[0], self._ids("}")[0]
+            self._load(self._dir / "model.safetensors")
         out = np.zeros((len(texts), len(self.anchors)), np.float32)
         bs = self.params["predict_batch"]
         for b in range(0, len(texts), bs):
-            seqs = [self._prompt(t) for t in texts[b:b + bs]]
-            for j in range(len(self.anchors)):
-                seqs = [s + self._slot(j) for s in seqs]
-                p = self._next_probs(seqs, digits)  # first digit
-                after_one = self._next_probs([s + [one] for s in seqs], [zero, self._ids(",")[0], stop])
-                q = np.zeros((len(seqs), 11))
-                q[:, :10] = p
-                q[:, 10] = p[:, 1] * after_one[:, 0]
-                q[:, 1] = p[:, 1] * (1 - after_one[:, 0])
-                out[b:b + len(seqs), j] = q @ np.arange(11)
-                seqs = [s + self._ids(str(int(v))) for s, v in zip(seqs, q.argmax(1))]
+            out[b:b + bs] = self._predict_batch(texts[b:b + bs])
         return np.clip(out, 0, 10)
+
+    def _predict_batch(self, texts: list[str]) -> np.ndarray:
+        """Record once, then per anchor only its slot (and the previous anchor's digit) through the KV cache."""
+        torch = _torch()
+        digits = self._digits()
+        levels = torch.arange(LEVELS, dtype=torch.float32) * 10 / (LEVELS - 1)
+        ids, att = self._pad([self._prompt(t) for t in texts], left=True)
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        out = np.zeros((len(texts), len(self.anchors)), np.float32)
+        with torch.no_grad():
+            res = self._model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True)
+            past, next_pos, prev = res.past_key_values, pos[:, -1] + 1, None
+            for j in range(len(self.anchors)):
+                slot = torch.tensor(self._slot(j), device=self.device).expand(len(texts), -1)
+                new = slot if prev is None else torch.cat([prev[:, None], slot], dim=1)
+                att = torch.cat([att, torch.ones_like(new)], dim=1)
+                step_pos = next_pos[:, None] + torch.arange(new.shape[1], device=self.device)
+                res = self._model(input_ids=new, attention_mask=att, position_ids=step_pos, past_key_values=past,
+                                  use_cache=True)
+                past, next_pos = res.past_key_values, next_pos + new.shape[1]
+                p = torch.softmax(res.logits[:, -1, digits].float(), dim=-1).cpu()
+                out[:, j] = (p @ levels).numpy()
+                prev = torch.tensor(digits, device=self.device)[p.argmax(dim=-1).to(self.device)]
+        return out
 
     # -- persistence: the LM lives in lm/ beside student.json -----------------------------------------------
 
     def save(self, directory: Path) -> None:
         super().save(directory)
         if self._model is not None:
-            self._model.save_pretrained(directory / "lm", safe_serialization=True)
+            from safetensors.torch import save_model
+
+            (directory / "lm").mkdir(parents=True, exist_ok=True)
+            save_model(self._model, str(directory / "lm" / "model.safetensors"))
 
     def attach(self, directory: Path) -> None:
         self._dir = directory / "lm"
-        if not (self._dir / "config.json").exists():
+        if not (self._dir / "model.safetensors").exists():
             raise MiraError(f"generative student in {directory} has no lm/ weights; run `mira train` again")
 
     def _weights(self) -> dict[str, np.ndarray]:
