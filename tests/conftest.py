@@ -75,6 +75,16 @@ def load_ground_truth(name: str) -> dict[str, dict]:
     return out
 
 
+def replay_config(demo_ws: Path, d: Path, **sections) -> Path:
+    """The demo config with its own workspace under ``d``, the teacher answering from the shipped cache only."""
+    cfg = yaml.safe_load((demo_ws.parent / "mira.yaml").read_text())
+    cfg["workspace"] = str(d / "ws")
+    cfg["teacher"].update({"backend": "replay", "warm_cache": str(demo_ws.parent / "cache")})
+    cfg.update(sections)
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return d / "mira.yaml"
+
+
 @pytest.fixture
 def ground_truth():
     return load_ground_truth

@@ -10,11 +10,10 @@ import json
 import shutil
 
 import pytest
-import yaml
 
 from mira_select.stages.discover import name_key
 
-from .conftest import run_mira
+from .conftest import replay_config, run_mira
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 
@@ -22,10 +21,7 @@ pytest.importorskip("model2vec", reason="needs the [embed] extra (make test inst
 @pytest.fixture(scope="module")
 def replayed(demo_ws, tmp_path_factory):
     d = tmp_path_factory.mktemp("rubrics")
-    cfg = yaml.safe_load((demo_ws.parent / "mira.yaml").read_text())
-    cfg["workspace"] = str(d / "ws")
-    cfg["teacher"].update({"backend": "replay", "warm_cache": str(demo_ws.parent / "cache")})
-    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    replay_config(demo_ws, d)
     (d / "ws").mkdir()
     for name in ("manifest.json", "records", "_done"):
         src = demo_ws / name

@@ -12,9 +12,8 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from .conftest import run_mira
+from .conftest import replay_config, run_mira
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 pytest.importorskip("matplotlib")
@@ -26,13 +25,8 @@ TINY_EVAL = {"seeds": [0], "train_bytes": 20_000, "context": 64, "layers": 1, "w
 @pytest.fixture(scope="module")
 def finished(demo_ws, tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    cfg = yaml.safe_load((demo_ws.parent / "mira.yaml").read_text())
-    cfg["workspace"] = str(d / "ws")
-    cfg["teacher"].update({"backend": "replay", "warm_cache": str(demo_ws.parent / "cache")})
-    cfg["student"] = {"kind": "hashed_linear"}
-    cfg["budget"] = {"compare": ["source", "global", "random"]}
-    cfg["eval"] = TINY_EVAL
-    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    replay_config(demo_ws, d, student={"kind": "hashed_linear"}, budget={"compare": ["source", "global", "random"]},
+                  eval=TINY_EVAL)
     (d / "corpus").symlink_to(demo_ws.parent / "corpus")
     first = run_mira("run", "-c", str(d / "mira.yaml"), "--eval", check=True)
     return d, d / "ws", first

@@ -68,17 +68,10 @@ def print_run_summary(console, summary) -> None:
     sel = summary.selection
     if not sel:
         return
+    from .cli_select import selection_table
+
     for unit in ("per_group", "per_source"):
-        table = Table(title=f"selection {sel['variant']} at {sel['fraction']:.0%} of tokens — {unit[4:]}")
-        for col in (unit[4:], "records", "tokens in", "kept records", "kept tokens", "kept share"):
-            table.add_column(col, justify="left" if col == unit[4:] else "right")
-        for name, d in sorted(sel[unit].items()):
-            table.add_row(name, f"{d['records']:,}", f"{d['tokens']:,}", f"{d['kept_records']:,}",
-                          f"{d['kept_tokens']:,}", f"{d['kept_tokens'] / max(d['tokens'], 1):.1%}")
-        tot = sel["totals"]
-        table.add_row("[bold]total", f"{tot['records']:,}", f"{tot['tokens']:,}", f"{tot['kept_records']:,}",
-                      f"{tot['kept_tokens']:,}", f"{tot['kept_tokens'] / max(tot['tokens'], 1):.1%}")
-        console.print(table)
+        console.print(selection_table(sel, unit))
     if len(summary.variants) > 1:
         groups = sorted(next(iter(summary.variants.values())))
         table = Table(title="kept-token share per group, every selected variant")

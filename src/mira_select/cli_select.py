@@ -73,24 +73,11 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
         force: bool = typer.Option(False, "--force", help="Reselect even if current."),
     ) -> None:
         """Keep a token budget of the best-scored records per group / source / globally."""
-        from rich.table import Table
-
         from .stages.select import SelectStage
 
         cfg = load_config(config)
         r = SelectStage(cfg).run(variant, budget, force=force)
-        s = r.summary
-        table = Table(title=f"selection {r.variant} at {s['fraction']:.0%} of tokens"
-                      f"{' — up to date' if r.skipped else ''}")
-        for col in ("group", "records", "tokens", "kept records", "kept tokens", "kept share"):
-            table.add_column(col, justify="left" if col == "group" else "right")
-        for g, d in sorted(s["per_group"].items()):
-            table.add_row(g, f"{d['records']:,}", f"{d['tokens']:,}", f"{d['kept_records']:,}",
-                          f"{d['kept_tokens']:,}", f"{d['kept_tokens'] / max(d['tokens'], 1):.1%}")
-        t = s["totals"]
-        table.add_row("[bold]total", f"{t['records']:,}", f"{t['tokens']:,}", f"{t['kept_records']:,}",
-                      f"{t['kept_tokens']:,}", f"{t['kept_tokens'] / max(t['tokens'], 1):.1%}")
-        console.print(table)
+        console.print(selection_table(r.summary, "per_group", " — up to date" if r.skipped else ""))
 
     @app.command("dataman")
     def dataman(
@@ -150,6 +137,21 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
         result = export_selection(cfg, name)
         console.print(f"export {name}: {sum(result.files.values()):,} records in {len(result.files)} file(s) "
                       f"under {cfg.workspace_path / 'export' / name}")
+
+
+def selection_table(summary: dict, unit: str = "per_group", note: str = ""):
+    """Records / tokens in and kept per group (or per source) of a selection summary, with the total row."""
+    from rich.table import Table
+
+    name = unit.removeprefix("per_")
+    table = Table(title=f"selection {summary['variant']} at {summary['fraction']:.0%} of tokens — {name}{note}")
+    for col in (name, "records", "tokens in", "kept records", "kept tokens", "kept share"):
+        table.add_column(col, justify="left" if col == name else "right")
+    rows = sorted(summary[unit].items()) + [("[bold]total", summary["totals"])]
+    for label, d in rows:
+        table.add_row(label, f"{d['records']:,}", f"{d['tokens']:,}", f"{d['kept_records']:,}",
+                      f"{d['kept_tokens']:,}", f"{d['kept_tokens'] / max(d['tokens'], 1):.1%}")
+    return table
 
 
 def _fmt(x) -> str:
