@@ -103,21 +103,28 @@ def train(stream: np.ndarray, spec: ProxySpec, seed: int):
     return model
 
 
-def continuation_loss(model, prompt: str, target: str, context: int) -> tuple[float, int]:
+def continuation_loss(model, prompt: str, target: str, context: int, batch: int = 64) -> tuple[float, int]:
     """(summed NLL in nats of the target's bytes given the prompt, number of target bytes); sliding windows with
-    at least half a context of history for every scored byte."""
+    at least half a context of history for every scored byte. The windows of one text go through the model
+    together (right-padded; the mask is causal, so padding never reaches a scored position)."""
     torch = _torch()
     p = [BOS] + list(prompt.encode("utf-8", "surrogatepass"))
     full = p + list(target.encode("utf-8", "surrogatepass"))
     stride = context // 2
+    windows = []  # (input bytes, first scored offset in the window, target bytes)
+    for start in range(len(p), len(full), stride):
+        end = min(start + stride, len(full))
+        lo = max(0, end - 1 - context)
+        windows.append((full[lo:end - 1], start - 1 - lo, full[start:end]))
     total, n = 0.0, 0
     with torch.no_grad():
-        for start in range(len(p), len(full), stride):
-            end = min(start + stride, len(full))
-            lo = max(0, end - 1 - context)
-            x = torch.tensor([full[lo:end - 1]])
-            logp = torch.log_softmax(model(x)[0], dim=-1)
-            idx = torch.arange(start - 1 - lo, end - 1 - lo)
-            total -= float(logp[idx, torch.tensor(full[start:end])].sum())
-            n += end - start
+        for b in range(0, len(windows), batch):
+            chunk = windows[b:b + batch]
+            width = max(len(x) for x, _, _ in chunk)
+            x = torch.tensor([x + [0] * (width - len(x)) for x, _, _ in chunk])
+            logp = torch.log_softmax(model(x), dim=-1)
+            for row, (_, off, tgt) in enumerate(chunk):
+                idx = torch.arange(off, off + len(tgt))
+                total -= float(logp[row, idx, torch.tensor(tgt)].sum())
+                n += len(tgt)
     return total, n
