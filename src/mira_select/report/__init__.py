@@ -129,7 +129,9 @@ def _selection_section(ws: Workspace, sels: dict[str, Any], variant: str, group_
 def _eval_section(results: dict[str, Any] | None) -> dict[str, Any] | None:
     if not results or not results.get("variants"):
         return None
-    rows = results["variants"]
+    order = list(VARIANTS)
+    rows = dict(sorted(results["variants"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+    results = {**results, "variants": rows}
     cols = [c for c in ("mbppplus", "spider", "bird", "macro")]
     holdout = sorted({k for r in rows.values() for p in ("ngram",) if p in r for k in r[p] if k.startswith("holdout:")})
     plot = None
