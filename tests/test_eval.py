@@ -22,19 +22,22 @@ def test_eval_runs_every_variant_on_equal_budgets_and_is_deterministic(tmp_path)
     run_mira("score", "-c", str(cfg), check=True)
     out = run_mira("eval", "-c", str(cfg), "--max-items", "5", check=True)
     res = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
-    assert set(res["variants"]) == {"group", "global", "random", "ppl", "dsir", "full"}
+    assert set(res["variants"]) == {"group", "global", "random", "ppl", "dsir", "full", "full-2x"}
     assert "mira dataman" in res["skipped"]["dataman"] and "skipped dataman" in out.stdout
     assert res["n_items"] == {"mbppplus": 5, "spider": 5, "bird": 5}
-    budget = {v: r["kept_tokens"] for v, r in res["variants"].items() if v != "full"}
+    budget = {v: r["kept_tokens"] for v, r in res["variants"].items() if not v.startswith("full")}
     assert max(budget.values()) - min(budget.values()) < 0.1 * max(budget.values())
+    # full-2x: the transformer on the unfiltered corpus with twice the bytes (the n-gram already sees it all)
+    assert res["variants"]["full-2x"]["ngram"] is None
+    assert res["variants"]["full-2x"]["transformer"]["train_bytes"] == 2 * res["variants"]["full"]["transformer"]["train_bytes"]
     for v, r in res["variants"].items():
-        for proxy in ("ngram",):
+        for proxy in ("ngram",) if v != "full-2x" else ():
             assert all(0 < r[proxy][k] < 20 for k in ("mbppplus", "spider", "bird", "macro")), (v, r[proxy])
             assert {"holdout:code", "holdout:text"} <= set(r[proxy])
         t = r["transformer"]
         assert len(t["runs"]) == 2 and t["std"]["macro"] >= 0 and 0 < t["mean"]["macro"] < 10
     table = (tmp_path / "ws" / "eval" / "table.md").read_text()
-    assert table.count("| ngram |") == 6 and table.count("| transformer |") == 6
+    assert table.count("| ngram |") == 6 and table.count("| transformer |") == 7
     first = res["variants"]["group"]["ngram"]
     run_mira("eval", "-c", str(cfg), "--variant", "group", "--proxy", "ngram", "--max-items", "5", check=True)
     again = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())

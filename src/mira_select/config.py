@@ -207,6 +207,7 @@ class EvalConfig(_Strict):
     variants: list[str] = Field(default_factory=lambda: ["group", "source", "global", "random", "ppl", "dsir",
                                                          "dataman", "full"])
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    full_double: bool = Field(True, description="also train the transformer on the full corpus with 2x the bytes")
 
 
 class MiraConfig(_Strict):

@@ -13,6 +13,7 @@ Results: ``eval/results.json``, ``eval/table.csv``, ``eval/table.md`` (the shape
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import time
@@ -136,15 +137,14 @@ class EvalRunner:
                                                 lambda t: lm.sequence_loss("", t))
                     bar.advance()
             if "transformer" in proxies:
-                runs = []
-                with self.reporter.task(f"eval {variant}: transformer x{len(ec.seeds)}", total=len(ec.seeds)) as bar:
-                    for seed in ec.seeds:
-                        model = train(training_stream(texts, spec.train_bytes, seed), spec, seed)
-                        runs.append(self._losses(lambda p, t: continuation_loss(model, p, t, spec.context), bench,
-                                                 holdout, lambda t: continuation_loss(model, "", t, spec.context)))
-                        bar.advance()
-                row["transformer"] = {"runs": runs, **_mean_std(runs)}
+                row["transformer"] = self._transformer(variant, texts, spec, bench, holdout)
             results["variants"][variant] = row
+            if variant == "full" and "transformer" in proxies and ec.full_double:
+                # the unfiltered corpus with twice the training bytes: what the budget costs at equal compute x2
+                double = dataclasses.replace(spec, train_bytes=2 * spec.train_bytes)
+                results["variants"]["full-2x"] = {**row, "ngram": None,
+                                                  "transformer": self._transformer("full-2x", texts, double, bench,
+                                                                                   holdout)}
         results["seconds"] = time.monotonic() - start
         results["fingerprint"] = self.fingerprint(variants, proxies)
         md, csv_text = render_table(results)
@@ -153,6 +153,17 @@ class EvalRunner:
         atomic_write_bytes(out / "table.md", md.encode())
         atomic_write_bytes(out / "table.csv", csv_text.encode())
         return EvalResult(results, md, results["seconds"])
+
+    def _transformer(self, label: str, texts: list[str], spec: ProxySpec, bench, holdout) -> dict[str, Any]:
+        seeds = self.cfg.eval.seeds
+        runs = []
+        with self.reporter.task(f"eval {label}: transformer x{len(seeds)}", total=len(seeds)) as bar:
+            for seed in seeds:
+                model = train(training_stream(texts, spec.train_bytes, seed), spec, seed)
+                runs.append(self._losses(lambda p, t: continuation_loss(model, p, t, spec.context), bench,
+                                         holdout, lambda t: continuation_loss(model, "", t, spec.context)))
+                bar.advance()
+        return {"runs": runs, "train_bytes": spec.train_bytes, **_mean_std(runs)}
 
     def _losses(self, loss_fn, bench, holdout, plain_fn) -> dict[str, float]:
         out = {}
@@ -185,11 +196,11 @@ def render_table(results: dict[str, Any]) -> tuple[str, str]:
     w = csv.writer(buf)
     w.writerow(["variant", "kept_tokens", "proxy", *cols, *[f"{c}_std" for c in cols]])
     for variant, row in results["variants"].items():
-        if "ngram" in row:
+        if row.get("ngram"):
             vals = [row["ngram"][c] for c in cols]
             lines.append(f"| {variant} | {row['kept_tokens']:,} | ngram | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
             w.writerow([variant, row["kept_tokens"], "ngram", *vals, *[0.0] * len(cols)])
-        if "transformer" in row:
+        if row.get("transformer"):
             m, s = row["transformer"]["mean"], row["transformer"]["std"]
             lines.append(f"| {variant} | {row['kept_tokens']:,} | transformer | "
                          + " | ".join(f"{m[c]:.4f} ± {s[c]:.4f}" for c in cols) + " |")

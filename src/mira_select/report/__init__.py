@@ -133,7 +133,8 @@ def _eval_section(results: dict[str, Any] | None) -> dict[str, Any] | None:
     rows = dict(sorted(results["variants"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     results = {**results, "variants": rows}
     cols = [c for c in ("mbppplus", "spider", "bird", "macro")]
-    holdout = sorted({k for r in rows.values() for p in ("ngram",) if p in r for k in r[p] if k.startswith("holdout:")})
+    holdout = sorted({k for r in rows.values() for p in ("ngram", "transformer") for k in ((r.get(p) or {}).get("mean")
+                      if p == "transformer" else (r.get(p) or {})) or {} if k.startswith("holdout:")})
     plot = None
     tr = {v: r["transformer"] for v, r in rows.items() if "transformer" in r}
     if tr:
