@@ -39,6 +39,13 @@ def test_eval_runs_every_variant_on_equal_budgets_and_is_deterministic(tmp_path)
     table = (tmp_path / "ws" / "eval" / "table.md").read_text()
     assert table.count("| ngram |") == 6 and table.count("| transformer |") == 7
     first = res["variants"]["group"]["ngram"]
+    # one variant again with the same settings: its row is redone (deterministic n-gram), the other rows stay
+    run_mira("eval", "-c", str(cfg), "--variant", "random", "--max-items", "5", check=True)
+    merged = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
+    assert set(merged["variants"]) == set(res["variants"])
+    assert merged["variants"]["group"] == res["variants"]["group"]
+    assert merged["variants"]["random"]["ngram"] == res["variants"]["random"]["ngram"]
+    # other settings (n-gram proxy only): not comparable, so the table is this run's alone
     run_mira("eval", "-c", str(cfg), "--variant", "group", "--proxy", "ngram", "--max-items", "5", check=True)
     again = json.loads((tmp_path / "ws" / "eval" / "results.json").read_text())
-    assert again["variants"]["group"]["ngram"] == first
+    assert set(again["variants"]) == {"group"} and again["variants"]["group"]["ngram"] == first

@@ -60,12 +60,17 @@ class EvalRunner:
     def results_path(self):
         return self.ws.root / "eval" / "results.json"
 
+    def base_key(self, proxies: tuple[str, ...]) -> str:
+        """What makes two evaluations comparable row by row: proxies, their settings and the targets."""
+        parts = [self.cfg.eval.model_dump(mode="json", exclude={"variants"}), sorted(proxies), self.max_items,
+                 self.holdout_records, self.holdout_chars]
+        return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+
     def fingerprint(self, variants: list[str], proxies: tuple[str, ...]) -> str:
-        """Eval config + benchmarks + every variant's selection fingerprint (a missing selection counts too, so
-        results with a skipped variant go stale once that variant can be selected)."""
-        parts = [self.cfg.eval.model_dump(mode="json"), sorted(proxies), self.max_items, self.holdout_records,
-                 self.holdout_chars]
-        for variant in variants:
+        """Base key + every variant's selection fingerprint (a missing selection counts too, so results with a
+        skipped variant go stale once that variant can be selected)."""
+        parts: list = [self.base_key(proxies)]
+        for variant in sorted(variants):
             done = self.ws.is_done("select", variant)
             parts.append([variant, self.ws.read_marker("select", variant).get("fingerprint") if done else None])
         return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
@@ -127,7 +132,8 @@ class EvalRunner:
                 results["skipped"][variant] = str(exc)
                 continue
             texts = self.kept_texts(variant)
-            row: dict[str, Any] = {"kept_tokens": sel.summary["totals"]["kept_tokens"],
+            row: dict[str, Any] = {"selection": self.ws.read_marker("select", variant).get("fingerprint"),
+                                   "kept_tokens": sel.summary["totals"]["kept_tokens"],
                                    "group_share": {g: d["kept_tokens"] / max(d["tokens"], 1)
                                                    for g, d in sel.summary["per_group"].items()}}
             if "ngram" in proxies:
@@ -146,13 +152,35 @@ class EvalRunner:
                                                   "transformer": self._transformer("full-2x", texts, double, bench,
                                                                                    holdout)}
         results["seconds"] = time.monotonic() - start
-        results["fingerprint"] = self.fingerprint(variants, proxies)
+        results["base"] = self.base_key(proxies)
+        evaluated = self._merge_previous(results, variants)
+        results["fingerprint"] = self.fingerprint(evaluated, proxies)
         md, csv_text = render_table(results)
         out = self.ws.root / "eval"
         write_json(out / "results.json", results)
         atomic_write_bytes(out / "table.md", md.encode())
         atomic_write_bytes(out / "table.csv", csv_text.encode())
         return EvalResult(results, md, results["seconds"])
+
+    def _merge_previous(self, results: dict[str, Any], variants: list[str]) -> list[str]:
+        """Rows of an earlier evaluation with the same base key and an unchanged selection stay (so `--variant
+        dataman` adds a row instead of erasing the table); rows of the variants just evaluated are replaced.
+        -> every variant now in the table."""
+        if self.results_path.exists():
+            old = read_json(self.results_path)
+            if old.get("base") == results["base"]:
+                redone = set(variants) | ({"full-2x"} if "full" in variants else set())
+                current = {v: self.ws.read_marker("select", v).get("fingerprint") if self.ws.is_done("select", v)
+                           else None for v in old["variants"]}
+                current["full-2x"] = current.get("full")
+                for v, row in old["variants"].items():  # a row whose selection changed since is dropped, not kept
+                    if v not in redone and row.get("selection") is not None and row["selection"] == current[v]:
+                        results["variants"][v] = row
+                for v, why in old.get("skipped", {}).items():
+                    if v not in redone and v not in results["variants"]:
+                        results["skipped"][v] = why
+                results["seconds_total"] = old.get("seconds_total", old.get("seconds", 0)) + results["seconds"]
+        return [v for v in dict.fromkeys([*variants, *results["variants"]]) if v != "full-2x"]
 
     def _transformer(self, label: str, texts: list[str], spec: ProxySpec, bench, holdout) -> dict[str, Any]:
         seeds = self.cfg.eval.seeds
