@@ -78,9 +78,9 @@ class LabelStage(TeacherStage):
             self.ws.clear_stage(self.stage)
         counts, skipped = {}, []
         for group, sources in self.groups().items():
-            if self._is_current(group):
+            counts[group], current = self._label_group(group, sources)
+            if current:
                 skipped.append(group)
-            counts[group] = self._label_group(group, sources)
         if self._teacher is not None:
             self._teacher.save_accounting()
         return LabelResult(counts, time.monotonic() - start, skipped)
@@ -92,20 +92,17 @@ class LabelStage(TeacherStage):
                                             "cut": self.teacher_config().max_record_tokens},
                                            option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
-    def _is_current(self, group: str) -> bool:
-        key = f"{group}/_final"
-        return self.ws.is_done(self.stage, key) and \
-            self.ws.read_marker(self.stage, key).get("fingerprint") == self._fingerprint(group, self.rubric(group))
-
-    def _label_group(self, group: str, sources: list[str]) -> dict[str, int]:
+    def _label_group(self, group: str, sources: list[str]) -> tuple[dict[str, int], bool]:
+        """-> (counts, whether the group was already labeled with this rubric and config)."""
         lc = self.cfg.label
         rubric = self.rubric(group)
         anchors = anchors_of(rubric)
         fp = self._fingerprint(group, rubric)
         final_key = f"{group}/_final"
-        if self.ws.is_done(self.stage, final_key) and \
-                self.ws.read_marker(self.stage, final_key).get("fingerprint") == fp:
-            return self.ws.read_marker(self.stage, final_key)["summary"]
+        if self.ws.is_done(self.stage, final_key):
+            marker = self.ws.read_marker(self.stage, final_key)
+            if marker.get("fingerprint") == fp:
+                return marker["summary"], True
         records = stratified_sample(self.ws, sources, self.records_per_group(), seed=lc.seed)
         fmt_for_all = self.prompt_format(rubric)
         chunks = [records[i:i + lc.chunk] for i in range(0, len(records), lc.chunk)]
@@ -142,7 +139,7 @@ class LabelStage(TeacherStage):
         summary["sampled"] = len(records)
         self.ws.mark_done(self.stage, final_key, Counts(len(records), summary["labeled"], 0, summary["dead"]),
                           fingerprint=fp, summary=summary)
-        return summary
+        return summary, False
 
     def _finalize(self, group: str, n_chunks: int, anchors: list[Anchor]) -> dict[str, int]:
         lc = self.cfg.label
