@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import run_peak_rss  # noqa: E402
 
 from mira_select.config import load_config  # noqa: E402
-from mira_select.stages.discover import load_rubric  # noqa: E402
+from mira_select.rubric import active_anchor_ids  # noqa: E402
 from mira_select.stages.group import load_groups  # noqa: E402
 from mira_select.stages.train import load_labeled  # noqa: E402
 from mira_select.students.base import make_student  # noqa: E402
@@ -89,7 +89,7 @@ def rho(a: np.ndarray, b: np.ndarray) -> float:
 def fidelity_and_speed(cfg, ws: Workspace) -> list[dict]:
     rows = []
     for group, sources in load_groups(ws)["groups"].items():
-        anchors = [a["id"] for a in load_rubric(ws, group)["anchors"]]
+        anchors = active_anchor_ids(ws, group)
         train, val = (load_labeled(ws, group, split, anchors) for split in ("train", "val"))
         texts = group_texts(ws, sources)
         mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6

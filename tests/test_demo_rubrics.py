@@ -44,17 +44,53 @@ def test_demo_groups_and_rubrics_are_group_specific(replayed):
     assert all(s.startswith("think_") for s in groups["qa_think"])
     for g in groups:
         rubric = json.loads((ws / "rubrics" / f"{g}.json").read_text())
-        assert len(rubric["anchors"]) >= 8 and rubric["n_judged"] + rubric["n_dead"] == rubric["n_records"]
-        assert all(a["name"].strip() and a["definition"].strip() for a in rubric["anchors"])
+        assert len(rubric["anchors"]) >= 10 and rubric["n_judged"] + rubric["n_dead"] == rubric["n_records"]
+        for a in rubric["anchors"]:
+            assert a["name"].strip() and a["definition"].strip()
+            assert set(a["levels"]) == {"0", "5", "10"} and all(v.strip() for v in a["levels"].values())
     agent = _names(ws, "agent")
-    assert any("tool" in n for n in agent) and any("error" in n for n in agent)
     for other in ("code", "text"):
         names = _names(ws, other)
-        assert not any("tool" in n for n in names)
-        assert len(agent & names) / len(agent | names) <= 0.2, (agent, names)
+        assert len(agent & names) / len(agent | names) <= 0.3, (agent, names)
     parts = {a["part"] for a in json.loads((ws / "rubrics" / "qa_think.json").read_text())["anchors"]}
     assert parts == {"think", "combined", "answer"}
-    assert " 0 calls" in out.stdout  # every judgment came from the shipped cache
+    assert " 0 calls" in out.stdout  # every judgment and anchor came from the shipped cache
+
+
+def test_no_two_anchors_of_a_group_share_a_name_or_nearly(replayed):
+    from difflib import SequenceMatcher
+
+    d, _ = replayed
+    for path in (d / "ws" / "rubrics").glob("*.json"):
+        names = [a["name"] for a in json.loads(path.read_text())["anchors"]]
+        keys = [name_key(n) for n in names]
+        assert len(set(keys)) == len(keys), (path.stem, names)
+        for i, x in enumerate(keys):
+            for y in keys[i + 1:]:
+                assert SequenceMatcher(None, x, y).ratio() < 0.9, (path.stem, x, y)
+
+
+def test_anchor_definitions_name_nothing_specific_to_a_few_records(replayed):
+    """Checked against a larger, differently seeded sample of each group's records than discovery used: a term of
+    a definition or level that only a few records contain and that is rare in English (a tool, a library, a
+    topic) means the anchor describes a record, not a criterion."""
+    from mira_select.config import load_config
+    from mira_select.sampling import round_robin_sample
+    from mira_select.specificity import GroupVocabulary
+    from mira_select.workspace import Workspace
+
+    d, _ = replayed
+    cfg = load_config(d / "mira.yaml")
+    ws = Workspace(cfg.workspace_path)
+    groups = json.loads((ws.root / "groups.json").read_text())["groups"]
+    found = {}
+    for g, sources in groups.items():
+        vocab = GroupVocabulary.from_texts([r.text for r in round_robin_sample(ws, sources, 1500, seed=97)])
+        for a in json.loads((ws.root / "rubrics" / f"{g}.json").read_text())["anchors"]:
+            terms = vocab.specific_terms(" ".join([a["name"], a["definition"], *a["levels"].values()]))
+            if terms:
+                found[f"{g}/{a['id']} {a['name']}"] = terms
+    assert not found, found
 
 
 def test_rediscovery_with_the_same_seed_and_cache_is_identical(replayed):

@@ -35,11 +35,13 @@ def finished(demo_ws, tmp_path_factory):
 def test_run_executes_every_stage_and_prints_the_summary(finished):
     d, ws, first = finished
     last = json.loads((ws / "run" / "last.json").read_text())
-    assert [s["stage"] for s in last["stages"]] == ["ingest", "group", "discover", "label", "train", "score",
-                                                   "select", "eval"]
+    assert [s["stage"] for s in last["stages"]] == ["ingest", "prefilter", "group", "discover", "label", "train",
+                                                   "score", "select", "check", "eval"]
     ran = {s["stage"]: s["did_work"] for s in last["stages"]}
     assert all(ran.values()), ran
-    assert last["teacher"]["calls"] == 0 and last["teacher"]["cache_hits"] > 300  # replayed: 160 + 200 answers
+    labels = sum(len(pq.read_table(p, columns=["id"])) for p in (ws / "labels").glob("*/*.parquet"))
+    assert last["teacher"]["calls"] == 0 and last["teacher"]["cache_hits"] > labels  # replayed, every answer
+    assert last["check"]["per_format"] and "mira check" in first.stdout
     summary = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     for group, g in summary["per_group"].items():
         assert f"{g['kept_tokens']:,}" in first.stdout, group  # per-group tokens kept are printed
@@ -86,28 +88,35 @@ def test_report_sections_show_this_workspaces_numbers(finished):
     groups = json.loads((ws / "groups.json").read_text())["groups"]
     for g, members in groups.items():
         assert f"<b>{g}</b>" in sections["groups"] and all(m in sections["groups"] for m in members)
-    # rubrics: every anchor's name and cluster size, per group
+    # rubrics: every anchor's name, its 0/5/10 levels and its share of labels at the scale's ends, per group
     for g in groups:
         rubric = json.loads((ws / "rubrics" / f"{g}.json").read_text())
+        choice = json.loads((ws / "labels" / g / "anchors.json").read_text())
         assert f"{g} — {len(rubric['anchors'])} anchors from {rubric['n_points']} judgment points" in sections["rubrics"]
         for a in rubric["anchors"]:
             assert html.escape(a["name"]) in sections["rubrics"]
+            assert html.escape(a["levels"]["10"]) in sections["rubrics"]
+            st = choice["stats"][a["id"]]
+            assert f"{100 * st['bottom_share']:.1f}% / {100 * st['top_share']:.1f}%" in sections["rubrics"]
     # labels: the student's validation Spearman as metrics.json has it
     for g in groups:
         m = json.loads((ws / "students" / g / "metrics.json").read_text())
-        assert f"{g} — 40 labeled records; student {m['kind']}: ρ = {m['overall']['spearman']:.3f}" in sections["labels"]
+        n = sum(len(pq.read_table(ws / "labels" / g / f"{s}.parquet", columns=["id"])) for s in ("train", "val"))
+        assert f"{g} — {n} labeled records; student {m['kind']}: ρ = {m['overall']['spearman']:.3f}" in sections["labels"]
     # selection: kept tokens of the main variant and every compared variant's row
     sel = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     assert f"keeps {sel['totals']['kept_tokens']:,} of {sel['totals']['tokens']:,} tokens" in sections["selection"]
     for v in ("group", "source", "global", "random"):
         assert f"<td>{v}</td>" in sections["selection"]
-    # examples: a teacher rationale of the best-scored labeled record of a group is shown
+    # examples: the best-scored record of a group's explained sample, with its evidence quote and rationale
     t = pq.read_table(ws / "labels" / "agent" / "train.parquet").to_pylist() + \
         pq.read_table(ws / "labels" / "agent" / "val.parquet").to_pylist()
-    anchors = [k.split(":", 1)[1] for k in t[0] if k.startswith("score:")]
-    best = max(t, key=lambda r: sum(r[f"score:{a}"] for a in anchors) / len(anchors))
+    active = json.loads((ws / "labels" / "agent" / "anchors.json").read_text())["active"]
+    explained = [r for r in t if r[f"rationale:{active[0]}"]]
+    assert explained
+    best = max(explained, key=lambda r: sum(r[f"score:{a}"] for a in active) / len(active))
     assert best["id"] in sections["examples"]
-    assert html.escape(best[f"rationale:{anchors[0]}"]) in sections["examples"]
+    assert html.escape(best[f"rationale:{active[0]}"]) in sections["examples"]
     # eval: the table holds the numbers of results.json
     res = json.loads((ws / "eval" / "results.json").read_text())
     tr = res["variants"]["random"]["transformer"]["mean"]["macro"]

@@ -66,6 +66,64 @@ def ingest(
 
 
 @app.command()
+def prefilter(
+    config: Path = ConfigOpt,
+    workers: int = typer.Option(None, "-w", "--workers", help="Parallel workers (default: executor.workers)."),
+    force: bool = typer.Option(False, "--force", help="Re-run every shard even if current."),
+) -> None:
+    """Cheap rules per format and exact/near dedup; writes prefilter/ sidecars (dropped records are never selected)."""
+    from .executor import make_executor
+    from .progress import RichReporter
+    from .stages.prefilter import PrefilterStage
+
+    cfg = load_config(config)
+    with make_executor(cfg.executor, workers) as executor:
+        result = PrefilterStage(cfg, executor=executor, reporter=RichReporter(err_console)).run(force=force)
+    console.print(f"prefilter: {result.shards_done} shard(s) processed, {result.shards_skipped} already current, "
+                  f"{result.seconds:.1f}s")
+    print_prefilter(result.summary)
+
+
+@app.command()
+def check(
+    config: Path = ConfigOpt,
+    per_format: int = typer.Option(24, "--per-format", "-n", help="Twin pairs per format."),
+    teacher: bool = typer.Option(False, "--teacher", help="Also ask the teacher on pairs it has not answered."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Held-out contrast twins ranked by the finished scorer (prefilter included), beside the teacher."""
+    from .cli_run import print_check
+    from .progress import RichReporter
+    from .stages.check import run_scorer_check
+    from .workspace import Workspace
+
+    cfg = load_config(config)
+    r = run_scorer_check(cfg, Workspace(cfg.workspace_path), per_format=per_format, seed=seed, with_teacher=teacher,
+                         reporter=RichReporter(err_console), force=True)
+    print_check(console, r)
+
+
+def print_prefilter(summary: dict) -> None:
+    """Per source x rule: records the rule fired on (dropped ones in bold), input = kept + dropped."""
+    from rich.table import Table
+
+    fired = sorted({r for s in summary["sources"].values() for r in s["fired"]})
+    table = Table(title="prefilter: records per rule (d = dropped by it)")
+    for col in ("source", "input", "kept", "dropped", *fired):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, s in summary["sources"].items():
+        cells = [f"{s['fired'].get(r, 0):,}" + (f" d{s['dropped_by'][r]:,}" if s["dropped_by"].get(r) else "")
+                 if s["fired"].get(r) else "" for r in fired]
+        table.add_row(name, f"{s['input']:,}", f"{s['kept']:,}", f"{s['dropped']:,}", *cells)
+    t = summary["totals"]
+    table.add_row("[bold]total", f"{t['input']:,}", f"{t['kept']:,}", f"{t['dropped']:,}",
+                  *[f"{sum(s['fired'].get(r, 0) for s in summary['sources'].values()):,}" for r in fired])
+    console.print(table)
+    console.print(f"near-duplicate clusters: {summary['near_dup_clusters']:,}; actions: "
+                  + ", ".join(f"{r}={a}" for r, a in summary["actions"].items() if a != "flag"))
+
+
+@app.command()
 def group(
     config: Path = ConfigOpt,
     force: bool = typer.Option(False, "--force", help="Recompute even if groups.json is current."),
@@ -140,7 +198,7 @@ def rubric_show(group: str = typer.Argument(..., help="Group name (see groups.js
     """Print a group's anchors: id, part, name, definition, cluster size."""
     from rich.table import Table
 
-    from .stages.discover import load_rubric
+    from .rubric import load_rubric
     from .workspace import Workspace
 
     cfg = load_config(config)
@@ -170,7 +228,13 @@ def manifest(config: Path = ConfigOpt) -> None:
     from .workspace import Workspace
 
     cfg = load_config(config)
-    print_manifest(Workspace(cfg.workspace_path).manifest())
+    ws = Workspace(cfg.workspace_path)
+    print_manifest(ws.manifest())
+    summary = ws.root / "prefilter" / "summary.json"
+    if summary.exists():
+        from .workspace import read_json
+
+        print_prefilter(read_json(summary))
 
 
 @app.command()

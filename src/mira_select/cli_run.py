@@ -80,3 +80,22 @@ def print_run_summary(console, summary) -> None:
         for v, shares in summary.variants.items():
             table.add_row(v, *[f"{shares.get(g, 0):.1%}" for g in groups])
         console.print(table)
+    if summary.check:
+        print_check(console, summary.check)
+
+
+def print_check(console, r: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"mira check: scorer vs teacher on {r['pairs']} held-out twin pairs (teacher: {r['teacher']})")
+    for col in ("format", "pairs", "scorer acc.", "teacher acc. (pairs)", "by corruption: scorer / teacher"):
+        table.add_column(col, justify="left" if col in ("format", "by corruption: scorer / teacher") else "right")
+
+    def f(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    for fmt, v in r["per_format"].items():
+        kinds = ", ".join(f"{k} {f(d['accuracy'])}/{f(d['teacher_accuracy'])}" for k, d in v["by_kind"].items())
+        table.add_row(fmt, str(v["pairs"]), f(v["accuracy"]), f"{f(v['teacher_accuracy'])} ({v['teacher_pairs']})",
+                      kinds)
+    console.print(table)

@@ -134,6 +134,9 @@ class TeacherConfig(_Strict):
     logprobs: bool = Field(True, description="expected-score read-out from digit probabilities where available")
     top_logprobs: int = Field(10, ge=1, le=20)
     n_ctx: int = Field(4096, gt=0, description="local backend context window")
+    local_scores: Literal["logits", "generate"] = Field(
+        "logits", description="local backend, scores-only labels: read the digits from the logits (fast) or "
+                              "generate the JSON under the grammar (what a server does)")
     threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
     warm_cache: str | None = Field(
@@ -144,6 +147,12 @@ class DiscoverConfig(_Strict):
     records_per_group: int = Field(64, gt=0, description="records judged free-form per group")
     anchors: int = Field(15, gt=0, description="anchors per group (fewer if there are too few judgment points)")
     anchors_per_part: int = Field(5, gt=0, description="qa_think groups: anchors each for think/combined/answer")
+    spare_anchors: int = Field(
+        5, ge=0, description="candidates written beyond the target (per part: a third, at least 1), so the label "
+                             "stage can replace anchors that turn out not to discriminate")
+    merge_similarity: float = Field(
+        0.85, gt=0, le=1, description="anchors whose name + definition embed closer than this are merged")
+    points_per_anchor: int = Field(10, gt=0, description="judgment points shown to the teacher per anchor it writes")
     seed: int = 0
 
 
@@ -152,6 +161,15 @@ class LabelConfig(_Strict):
     val_share: float = Field(0.2, gt=0, lt=1)
     min_val: int = Field(30, ge=0, description="validation records per source, when the source has them")
     chunk: int = Field(16, gt=0, description="records per checkpoint")
+    max_record_tokens: int | None = Field(None, gt=0, description="record cut for labeling (default: the "
+                                                                    "teacher's max_record_tokens)")
+    length_bins: int = Field(4, gt=0, description="token-count quantile bins per source the sample is spread over")
+    twins: bool = Field(True, description="add teacher-scored corrupted copies of sampled records (train split)")
+    twins_share: float = Field(0.15, ge=0, le=1, description="twins per group, as a share of records_per_group")
+    explained: int = Field(8, ge=0, description="records per group also labeled with evidence + rationale (report)")
+    min_std: float = Field(0.5, ge=0, description="anchors whose labels vary less than this are dropped (refilled "
+                                                   "from the spare candidates)")
+    end_share_flag: float = Field(0.6, gt=0, le=1, description="flag anchors with more labels than this at 0-1 or 9-10")
     seed: int = 1
 
 
@@ -189,6 +207,8 @@ class BaselinesConfig(_Strict):
     ppl_prefix_tokens: int = Field(1024, gt=0, description="ppl scores this many tokens of each record")
     dsir_buckets: int = Field(10_000, gt=0, description="hashed n-gram buckets of DSIR's feature space")
     dataman_max_record_tokens: int = Field(256, gt=0, description="DataMan teacher input cut (short, fixed)")
+    dataman_records: int | None = Field(None, gt=0, description="DataMan labels in all (default: as many as MIRA "
+                                                                "labels over all its groups)")
     seed: int = 0
 
 
@@ -210,11 +230,127 @@ class EvalConfig(_Strict):
     full_double: bool = Field(True, description="also train the transformer on the full corpus with 2x the bytes")
 
 
+RuleAction = Literal["drop", "flag", "off"]
+
+
+class GopherRepetitionRule(_Strict):
+    """datatrove's GopherRepetitionFilter with its defaults (web-text repetition thresholds)."""
+    action: RuleAction = "flag"
+
+
+class GopherQualityRule(_Strict):
+    action: RuleAction = "flag"
+
+
+class C4QualityRule(_Strict):
+    action: RuleAction = "flag"
+
+
+class FineWebQualityRule(_Strict):
+    action: RuleAction = "flag"
+
+
+class SyntaxErrorRule(_Strict):
+    action: RuleAction = "flag"
+    max_error_share: float = Field(0.02, ge=0, le=1, description="share of bytes in tree-sitter error nodes allowed")
+    max_bytes: int = Field(100_000, gt=0, description="bytes of the file parsed")
+
+
+class LongLinesRule(_Strict):
+    action: RuleAction = "drop"
+    max_line: int = Field(1000, gt=0, description="longest line allowed (StarCoder: 1000)")
+    max_mean: float = Field(100.0, gt=0, description="mean line length allowed (StarCoder: 100)")
+
+
+class AlnumFractionRule(_Strict):
+    action: RuleAction = "drop"
+    min_fraction: float = Field(0.25, ge=0, le=1, description="alphanumeric share of characters (StarCoder: 0.25)")
+
+
+class DataBlobRule(_Strict):
+    action: RuleAction = "drop"
+    max_run: int = Field(1024, gt=0, description="longest base64/hex/escape run allowed (characters)")
+    max_share: float = Field(0.5, gt=0, le=1, description="share of the file such runs may take")
+
+
+class MinifiedRule(_Strict):
+    action: RuleAction = "flag"
+    min_mean_line: float = Field(80.0, gt=0, description="mean non-empty line length from which a file may be minified")
+    max_whitespace: float = Field(0.12, ge=0, le=1, description="... and whitespace share below which it is")
+
+
+class AutogeneratedRule(_Strict):
+    action: RuleAction = "drop"
+    header_lines: int = Field(5, gt=0, description="lines read for an auto-generated notice")
+
+
+class RepeatedActionRule(_Strict):
+    action: RuleAction = "flag"
+    min_repeats: int = Field(3, ge=2, description="same action + same observation this many times")
+
+
+class NoFinalAnswerRule(_Strict):
+    action: RuleAction = "flag"
+
+
+class EmptyAnswerRule(_Strict):
+    action: RuleAction = "drop"
+    min_chars: int = Field(2, gt=0, description="shorter answers are empty")
+
+
+class RefusalRule(_Strict):
+    action: RuleAction = "flag"
+    max_chars: int = Field(400, gt=0, description="longer answers that start with a refusal are kept")
+
+
+class EchoAnswerRule(_Strict):
+    action: RuleAction = "flag"
+    min_similarity: float = Field(0.9, gt=0, le=1, description="answer vs question similarity (difflib ratio)")
+
+
+class ExactDupRule(_Strict):
+    action: RuleAction = "drop"
+
+
+class NearDupRule(_Strict):
+    action: RuleAction = "flag"
+    threshold: float = Field(0.8, gt=0, lt=1, description="estimated Jaccard similarity of word n-gram sets")
+    ngram: int = Field(5, gt=0, le=20, description="words per shingle")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+
+
+class PrefilterRules(_Strict):
+    gopher_repetition: GopherRepetitionRule = Field(default_factory=GopherRepetitionRule)
+    gopher_quality: GopherQualityRule = Field(default_factory=GopherQualityRule)
+    c4_quality: C4QualityRule = Field(default_factory=C4QualityRule)
+    fineweb_quality: FineWebQualityRule = Field(default_factory=FineWebQualityRule)
+    syntax_error: SyntaxErrorRule = Field(default_factory=SyntaxErrorRule)
+    long_lines: LongLinesRule = Field(default_factory=LongLinesRule)
+    alnum_fraction: AlnumFractionRule = Field(default_factory=AlnumFractionRule)
+    data_blob: DataBlobRule = Field(default_factory=DataBlobRule)
+    minified: MinifiedRule = Field(default_factory=MinifiedRule)
+    autogenerated: AutogeneratedRule = Field(default_factory=AutogeneratedRule)
+    repeated_action: RepeatedActionRule = Field(default_factory=RepeatedActionRule)
+    no_final_answer: NoFinalAnswerRule = Field(default_factory=NoFinalAnswerRule)
+    empty_answer: EmptyAnswerRule = Field(default_factory=EmptyAnswerRule)
+    refusal: RefusalRule = Field(default_factory=RefusalRule)
+    echo_answer: EchoAnswerRule = Field(default_factory=EchoAnswerRule)
+    exact_dup: ExactDupRule = Field(default_factory=ExactDupRule)
+    near_dup: NearDupRule = Field(default_factory=NearDupRule)
+
+
+class PrefilterConfig(_Strict):
+    """Cheap rules and dedup before grouping; per rule ``action: drop | flag | off`` and its thresholds."""
+    enabled: bool = True
+    rules: PrefilterRules = Field(default_factory=PrefilterRules)
+
+
 class MiraConfig(_Strict):
     workspace: str = "ws"
     tokenizer: str = Field("qwen2.5-coder", description="'qwen2.5-coder' (bundled) or a path to a tokenizer.json")
     sources: list[SourceConfig] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     groups: GroupsConfig = Field(default_factory=GroupsConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)

@@ -19,7 +19,7 @@ from .errors import MiraError
 from .progress import Reporter
 from .workspace import Workspace, atomic_write_bytes, read_json, write_json
 
-STAGES = ("ingest", "group", "discover", "label", "train", "score", "select", "eval")
+STAGES = ("ingest", "prefilter", "group", "discover", "label", "train", "score", "select", "check", "eval")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class RunSummary:
     stages: list[StageReport] = field(default_factory=list)
     selection: dict[str, Any] | None = None  # summary.json of the main variant, when selected
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # kept share per group of every variant
+    check: dict[str, Any] | None = None  # `mira check` figures, when the check ran
 
     @property
     def did_work(self) -> bool:
@@ -51,11 +52,12 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stages": [asdict(s) for s in self.stages], "teacher": self.teacher_totals(),
-                "selection": self.selection, "variants": self.variants, "did_work": self.did_work}
+                "selection": self.selection, "variants": self.variants, "check": self.check,
+                "did_work": self.did_work}
 
 
 def stage_window(start: str | None, until: str | None, with_eval: bool) -> list[str]:
-    last = until or ("eval" if with_eval else "select")
+    last = until or ("eval" if with_eval else "check")
     first = start or "ingest"
     for name in (first, last):
         if name not in STAGES:
@@ -103,6 +105,18 @@ class Pipeline:
         records = sum(s["records"] for s in m["sources"].values())
         tokens = sum(s["tokens"] for s in m["sources"].values())
         return r.did_work, f"{len(m['sources'])} sources, {records:,} records, {tokens:,} tokens", None
+
+    def _prefilter(self, summary: RunSummary):
+        from .executor import make_executor
+        from .stages.prefilter import PrefilterStage
+
+        if not self.cfg.prefilter.enabled:
+            return False, "disabled (prefilter.enabled: false)", None
+        with make_executor(self.cfg.executor, self.workers) as executor:
+            r = PrefilterStage(self.cfg, executor=executor, reporter=self.reporter).run()
+        t = r.summary["totals"]
+        return r.shards_done > 0, (f"{t['dropped']:,} of {t['input']:,} records dropped, "
+                                   f"{r.summary['near_dup_clusters']:,} near-duplicate clusters"), None
 
     def _group(self, summary: RunSummary):
         from .stages.group import GroupStage
@@ -174,6 +188,14 @@ class Pipeline:
             if variant == self.cfg.budget.variant:
                 summary.selection = r.summary
         return did, "kept tokens: " + ", ".join(parts), None
+
+    def _check(self, summary: RunSummary):
+        from .stages.check import run_scorer_check
+
+        r = run_scorer_check(self.cfg, self.ws, reporter=self.reporter)
+        summary.check = r
+        acc = ", ".join(f"{f} {v['accuracy']:.2f}" for f, v in r["per_format"].items())
+        return not r["skipped"], f"scorer pairwise accuracy on {r['pairs']} held-out twin pairs: {acc}", None
 
     def _eval(self, summary: RunSummary):
         from .evaluate.run import EvalRunner

@@ -7,7 +7,9 @@ sample reproducible for the same workspace.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -56,3 +58,63 @@ def reservoir_sample(ws: Workspace, sources: list[str], n: int, seed: int,
                         else:
                             res[slot] = (count, rec)
     return {k: [r for _, r in sorted(v, key=lambda t: t[0])] for k, v in sorted(reservoirs.items())}
+
+
+def round_robin_sample(ws: Workspace, sources: list[str], n: int, seed: int) -> list[SampledRecord]:
+    """About n records spread evenly over the sources (round-robin), seeded; short sources give what they have.
+
+    Each source's pool holds twice its even share, so sources with spare records fill in for short ones.
+    """
+    per = math.ceil(n / max(len(sources), 1))
+    pools = reservoir_sample(ws, sources, n=max(per * 2, per + 8), seed=seed)
+    return _interleave([list(pools.get(s, [])) for s in sources], n)
+
+
+POOL_PER_SOURCE = 256
+
+
+def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int,
+                             bins: int = 4) -> list[SampledRecord]:
+    """About n records spread evenly over the sources and, within a source, over its length quantile bins.
+
+    A uniform sample of a source is mostly its typical length; a student trained on it never sees the source's
+    short and long ends and then ranks them by length alone. Each source's reservoir holds a fixed 256 records (more
+    only when its share is larger); they are binned by token-count quantile and taken round-robin over the bins, so
+    every bin is represented before any bin gives a second record. The fixed pool makes samples nested: the sample of
+    n is the first n of the sample of any larger n, so raising ``label.records_per_group`` only adds labels.
+    """
+    per = math.ceil(n / max(len(sources), 1))
+    pools = reservoir_sample(ws, sources, n=max(POOL_PER_SOURCE, per * 2), seed=seed)
+    queues = []
+    for s in sources:
+        pool = pools.get(s, [])
+        edges = _quantile_edges([r.n_tokens for r in pool], bins)
+        by_bin: list[list[SampledRecord]] = [[] for _ in range(len(edges) + 1)]
+        for r in pool:
+            by_bin[bisect.bisect_right(edges, r.n_tokens)].append(r)
+        queues.append(_interleave([b for b in by_bin if b], len(pool)))
+    return _interleave(queues, n)
+
+
+def length_bin(n_tokens: int, edges: list[float]) -> int:
+    return bisect.bisect_right(edges, n_tokens)
+
+
+def _quantile_edges(lengths: list[int], bins: int) -> list[float]:
+    """Inner bin edges (bins - 1 of them, duplicates removed) of the token-count distribution."""
+    if len(lengths) < 2 or bins < 2:
+        return []
+    ordered = sorted(lengths)
+    edges = [ordered[min(len(ordered) - 1, (len(ordered) * q) // bins)] for q in range(1, bins)]
+    return sorted(set(edges))
+
+
+def _interleave(queues: list[list[SampledRecord]], n: int) -> list[SampledRecord]:
+    """Take one from each queue in turn until n are taken or every queue is empty."""
+    queues = [list(q) for q in queues]
+    out: list[SampledRecord] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out

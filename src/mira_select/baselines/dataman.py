@@ -18,7 +18,11 @@ import numpy as np
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..progress import Reporter
-from ..stages.label import LabelStage
+from ..sampling import SampledRecord, round_robin_sample
+from ..stages.label import LabelItem, LabelStage
+from ..teacher.client import Teacher
+from ..teacher.prompts import GENERAL, prompt_version
+from ..teacher.types import Anchor, TeacherResult
 from ..students.base import Student, make_student
 from ..workspace import Workspace, read_json, write_json
 
@@ -69,9 +73,11 @@ class DatamanLabelStage(LabelStage):
         return dataman_rubric()
 
     def records_per_group(self) -> int:
-        # as many teacher labels as MIRA spends over all its groups
+        # as many teacher labels as MIRA spends over all its groups, unless set
         from ..stages.group import load_groups
 
+        if self.cfg.baselines.dataman_records:
+            return self.cfg.baselines.dataman_records
         return self.cfg.label.records_per_group * len(load_groups(self.ws)["groups"])
 
     def labels_dir(self, group: str) -> Path:
@@ -79,6 +85,25 @@ class DatamanLabelStage(LabelStage):
 
     def prompt_format(self, rubric: dict[str, Any]) -> str | None:
         return "general"
+
+    # The original DataMan labels a uniform sample with a rationale per criterion; no twins, no anchor choice.
+    chooses_anchors = False
+
+    def sample(self, sources: list[str]) -> list[SampledRecord]:
+        return round_robin_sample(self.ws, sources, self.records_per_group(), seed=self.cfg.label.seed)
+
+    def n_twins(self) -> int:
+        return 0
+
+    def n_explained(self) -> int:
+        return 0
+
+    async def call(self, teacher: Teacher, item: LabelItem, fmt: str, anchors: list[Anchor],
+                   explain: bool) -> TeacherResult:
+        return await teacher.score(item.id, fmt, item.text, anchors)
+
+    def prompt_versions(self) -> list[str]:
+        return [prompt_version("score", GENERAL)]
 
 
 def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = None) -> dict[str, Any]:

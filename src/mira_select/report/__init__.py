@@ -66,6 +66,8 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
     }
     ctx["selection"] = _selection_section(ws, sels, variant, group_of) if variant else None
     ctx["eval"] = _eval_section(collect.evaluation(ws))
+    ctx["prefilter"] = collect.prefilter(ws)
+    ctx["check"] = collect.scorer_check(ws)
     return ctx
 
 

@@ -46,12 +46,20 @@ def groups(ws: Workspace) -> dict[str, Any] | None:
 @dataclass
 class GroupRubric:
     group: str
-    anchors: list[dict[str, Any]]
+    anchors: list[dict[str, Any]]  # every candidate discover wrote
     teacher: str | None
     n_points: int
     n_judged: int
     notes: list[str]
     projection: dict[str, Any] | None
+    choice: dict[str, Any] | None = None  # labels/<group>/anchors.json: active, dropped, per-anchor label stats
+
+    @property
+    def active(self) -> list[dict[str, Any]]:
+        if not self.choice:
+            return self.anchors
+        keep = set(self.choice["active"])
+        return [a for a in self.anchors if a["id"] in keep]
 
 
 def rubrics(ws: Workspace, group_names: list[str]) -> list[GroupRubric]:
@@ -61,7 +69,8 @@ def rubrics(ws: Workspace, group_names: list[str]) -> list[GroupRubric]:
         if r is None:
             continue
         out.append(GroupRubric(g, r["anchors"], r.get("teacher"), r.get("n_points", 0), r.get("n_judged", 0),
-                               r.get("notes", []), _json(ws.root / "discover" / g / "projection.json")))
+                               r.get("notes", []), _json(ws.root / "discover" / g / "projection.json"),
+                               _json(ws.root / "labels" / g / "anchors.json")))
     return out
 
 
@@ -90,10 +99,13 @@ def labels(ws: Workspace, rubric_list: list[GroupRubric], n_examples: int = 3) -
             continue
         table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
         sdir = ws.root / "students" / r.group
-        gl = GroupLabels(r.group, [{"id": a["id"], "name": a["name"]} for a in r.anchors], table,
+        gl = GroupLabels(r.group, [{"id": a["id"], "name": a["name"]} for a in r.active], table,
                          _json(sdir / "metrics.json"), _json(sdir / "mask.json"))
         if table.num_rows:
-            order = np.argsort(-gl.mean_scores(), kind="stable")
+            # examples come from the explained sample (records labeled with evidence + rationale) where there is one
+            explained = _explained_rows(table, gl.anchors)
+            pool = explained if len(explained) else np.arange(table.num_rows)
+            order = pool[np.argsort(-gl.mean_scores()[pool], kind="stable")]
             gl.examples = {"top": _examples(ws, gl, order[:n_examples]),
                            "bottom": _examples(ws, gl, order[::-1][:n_examples])}
         out.append(gl)
@@ -107,11 +119,34 @@ def _examples(ws: Workspace, gl: GroupLabels, rows: np.ndarray) -> list[dict[str
         row = {k: gl.table.column(k)[int(i)].as_py() for k in ("id", "source", "n_tokens")}
         row["mean"] = float(means[i])
         row["text"] = _record_text(ws, row["source"], row["id"])
-        row["anchors"] = [{"name": a["name"], "score": gl.table.column(f"score:{a['id']}")[int(i)].as_py(),
-                           "rationale": gl.table.column(f"rationale:{a['id']}")[int(i)].as_py()}
-                          for a in gl.anchors]
+        row["twin"] = gl.table.column("twin")[int(i)].as_py() if "twin" in gl.table.column_names else ""
+        row["anchors"] = []
+        for a in gl.anchors:
+            evidence = _cell(gl.table, f"evidence:{a['id']}", int(i))
+            row["anchors"].append({"name": a["name"], "score": gl.table.column(f"score:{a['id']}")[int(i)].as_py(),
+                                   "rationale": _cell(gl.table, f"rationale:{a['id']}", int(i)),
+                                   "evidence": evidence, "found": evidence_found(evidence, row["text"])})
         out.append(row)
     return out
+
+
+def _cell(table: pa.Table, column: str, i: int) -> str:
+    return (table.column(column)[i].as_py() or "") if column in table.column_names else ""
+
+
+def _explained_rows(table: pa.Table, anchors: list[dict[str, Any]]) -> np.ndarray:
+    if not anchors or f"rationale:{anchors[0]['id']}" not in table.column_names:
+        return np.zeros(0, int)
+    has = pc.not_equal(table.column(f"rationale:{anchors[0]['id']}"), "").to_numpy(zero_copy_only=False)
+    return np.flatnonzero(np.asarray(has, bool))
+
+
+def evidence_found(evidence: str, text: str) -> bool | None:
+    """Whether a rationale's quoted evidence occurs in the record (whitespace and case folded); None if no quote."""
+    quote = " ".join(evidence.strip().strip('"\'').split()).lower()
+    if not quote:
+        return None
+    return quote in " ".join(text.split()).lower()
 
 
 def _record_text(ws: Workspace, source: str, record_id: str, limit: int = 1200) -> str:
@@ -156,6 +191,18 @@ def selections(ws: Workspace) -> dict[str, dict[str, Any]]:
 
 def evaluation(ws: Workspace) -> dict[str, Any] | None:
     return _json(ws.root / "eval" / "results.json")
+
+
+def prefilter(ws: Workspace) -> dict[str, Any] | None:
+    s = _json(ws.root / "prefilter" / "summary.json")
+    if s is None:
+        return None
+    rules = sorted({r for src in s["sources"].values() for r in src["fired"]})
+    return {**s, "rules": rules}
+
+
+def scorer_check(ws: Workspace) -> dict[str, Any] | None:
+    return _json(ws.root / "check" / "scorer.json")
 
 
 def run_info(ws: Workspace) -> dict[str, Any] | None:

@@ -1,5 +1,8 @@
 """`mira discover`: self-anchored rubrics. The teacher judges sampled records free-form, naming its own dimensions;
-the judgments are embedded and clustered, and the point nearest each centroid becomes an anchor.
+the judgments are embedded and clustered, and for each cluster the teacher writes one criterion from the cluster's
+points: a name, a definition that applies to any record of the group, and what a 0, a 5 and a 10 look like.
+Criteria that say the same thing are merged; spare candidates beyond the target let the label stage replace
+anchors that turn out not to discriminate.
 
 Nobody writes the rubric: what matters for agent trajectories (tool-call choice, error recovery) is found from the
 agent group's own records, what matters for docs from the docs. qa_think groups get separate think / combined /
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +23,18 @@ import orjson
 
 from ..config import MiraConfig
 from ..errors import MiraError
-from ..sampling import SampledRecord, reservoir_sample
+from ..sampling import SampledRecord, round_robin_sample
 from .teacher_stage import TeacherStage
-from ..teacher.prompts import prompt_version
+from ..specificity import GroupVocabulary
+from ..teacher.prompts import FORMATS, prompt_version
+from ..teacher.schema import ANCHOR_FIELDS
 from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .group import load_groups
 
 STAGE = "discover"
+VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
+# Bumped when the way anchors are made changes (not only prompts or config): rubrics are redone.
+LOGIC_VERSION = 2
 
 
 @dataclass
@@ -33,22 +42,6 @@ class DiscoverResult:
     rubrics: dict[str, dict[str, Any]]
     skipped: list[str]
     seconds: float
-
-
-def stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int) -> list[SampledRecord]:
-    """About n records spread evenly over the sources (round-robin), seeded; short sources give what they have.
-
-    Each source's pool holds twice its even share, so sources with spare records fill in for short ones.
-    """
-    per = math.ceil(n / max(len(sources), 1))
-    pools = reservoir_sample(ws, sources, n=max(per * 2, per + 8), seed=seed)
-    queues = {s: list(pools.get(s, [])) for s in sources}
-    out: list[SampledRecord] = []
-    while len(out) < n and any(queues.values()):
-        for s in sources:
-            if queues[s] and len(out) < n:
-                out.append(queues[s].pop(0))
-    return out
 
 
 def group_members(ws: Workspace, cfg: MiraConfig) -> dict[str, list[str]]:
@@ -78,7 +71,9 @@ class DiscoverStage(TeacherStage):
         rubrics, skipped = {}, []
         for group, sources in groups.items():
             fp = {"sources": sources, "discover": d.model_dump(mode="json"), "teacher": self.cfg.teacher.model,
-                  "groups_embedder": load_groups(self.ws)["embedder"]}
+                  "groups_embedder": load_groups(self.ws)["embedder"],
+                  "prompts": {f: [prompt_version("judge", f), prompt_version("anchor", f)] for f in FORMATS},
+                  "logic": LOGIC_VERSION}
             path = self.rubric_path(group)
             if not force and path.exists() and read_json(path).get("fingerprint") == fp:
                 rubrics[group] = read_json(path)
@@ -91,7 +86,7 @@ class DiscoverStage(TeacherStage):
 
     def _discover_group(self, group: str, sources: list[str], fp: dict[str, Any]) -> dict[str, Any]:
         d = self.cfg.discover
-        records = stratified_sample(self.ws, sources, d.records_per_group, seed=d.seed)
+        records = round_robin_sample(self.ws, sources, d.records_per_group, seed=d.seed)
         notes = []
         if len(records) < d.records_per_group:
             notes.append(f"group has {len(records)} records, fewer than the {d.records_per_group} requested; "
@@ -115,68 +110,156 @@ class DiscoverStage(TeacherStage):
         if not points:
             raise MiraError(f"discover {group}: the teacher produced no usable judgments "
                             f"({len(dead)} dead-lettered; see {out_dir / 'dead_letter.jsonl'})")
-        anchors, projection = self._anchors(group, points, with_parts, notes)
+        fmt = "qa_think" if with_parts else Counter(r.format for r in records).most_common(1)[0][0]
+        self._dropped: list[dict[str, Any]] = []
+        anchors, projection = self._anchors(group, points, with_parts, notes, fmt)
+        if self._dropped:
+            notes.append(f"{len(self._dropped)} cluster(s) gave no usable anchor (invalid, or record-specific after "
+                         "one repair)")
         rubric = {
             "group": group, "fingerprint": fp, "sources": sources, "with_parts": with_parts,
-            "teacher": teacher.model_id, "prompt_version": prompt_version("judge", "qa_think" if with_parts else
-                                                                          records[0].format),
+            "teacher": teacher.model_id, "format": fmt,
+            "prompt_version": {"judge": prompt_version("judge", fmt), "anchor": prompt_version("anchor", fmt)},
             "n_records": len(records), "n_judged": len(records) - len(dead), "n_dead": len(dead),
-            "n_points": len(points), "anchors": anchors, "notes": notes,
+            "n_points": len(points), "anchors": anchors, "notes": notes, "unusable_clusters": self._dropped,
         }
         write_json(self.rubric_path(group), rubric)
         write_json(out_dir / "projection.json", projection)
         return rubric
 
-    def _anchors(self, group: str, points: list[dict[str, Any]], with_parts: bool,
-                 notes: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        from sklearn.cluster import KMeans
+    def _anchors(self, group: str, points: list[dict[str, Any]], with_parts: bool, notes: list[str],
+                 fmt: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Cluster the judgment points per part, let the teacher write one criterion per cluster (largest first),
+        merge criteria that say the same thing, keep target + spare candidates per part."""
         from sklearn.decomposition import PCA
 
         from ..embed import get_embedder
 
         d = self.cfg.discover
         embedder = get_embedder(self.cfg.groups.embedder)
-        vecs = embedder.encode([f"{p['name']}: {p['reason']}" for p in points])
-        parts = {"think": d.anchors_per_part, "combined": d.anchors_per_part, "answer": d.anchors_per_part} \
-            if with_parts else {"combined": d.anchors}
-        anchors: list[dict[str, Any]] = []
+        vecs = point_vectors(embedder, points)
+        if with_parts:
+            spare = max(1, math.ceil(d.spare_anchors / 3)) if d.spare_anchors else 0
+            parts = {p: (d.anchors_per_part, spare) for p in ("think", "combined", "answer")}
+        else:
+            parts = {"combined": (d.anchors, d.spare_anchors)}
         labels = np.full(len(points), -1)
-        for part, k_wanted in parts.items():
+        clusters: list[tuple[str, np.ndarray]] = []  # (part, member point indices), largest first per part
+        for part, (target, spare) in parts.items():
             idx = np.array([i for i, p in enumerate(points) if p["part"] == part or not with_parts])
             if len(idx) == 0:
                 notes.append(f"no judgment points for part {part!r}")
                 continue
-            distinct = len(np.unique(np.round(vecs[idx], 5), axis=0))  # repeated judgments embed identically
-            k = min(k_wanted, max(1, len(idx) // 2), distinct)
-            if k < k_wanted:
-                notes.append(f"part {part!r}: {len(idx)} points ({distinct} distinct), so {k} anchors instead of "
-                             f"{k_wanted}")
-            km = KMeans(n_clusters=k, n_init=10, random_state=d.seed).fit(vecs[idx])
-            order = sorted(range(k), key=lambda c: (-int((km.labels_ == c).sum()), c))
-            used_names: set[str] = set()
-            order = [c for c in order if (km.labels_ == c).any()]  # KMeans may leave a cluster empty
-            for rank, c in enumerate(order):
-                members = idx[km.labels_ == c]
-                dist = np.linalg.norm(vecs[members] - km.cluster_centers_[c], axis=1)
-                ranked = members[np.argsort(dist, kind="stable")]
-                # nearest member whose name is not taken yet: anchors in one rubric must read differently
-                pick = next((i for i in ranked if name_key(points[i]["name"]) not in used_names), ranked[0])
-                used_names.add(name_key(points[pick]["name"]))
-                labels[members] = len(anchors)
-                anchors.append({
-                    "id": f"{part[:2]}{rank + 1:02d}" if with_parts else f"a{rank + 1:02d}",
-                    "name": display_name(points[pick]["name"]),
-                    "definition": points[pick]["reason"],
-                    "exemplar": {"record_id": points[pick]["record_id"], "reason": points[pick]["reason"],
-                                 "score": points[pick]["score"]},
-                    "cluster_size": int(len(members)),
-                    "part": part,
-                    "member_names": sorted({points[i]["name"] for i in ranked[:8]}),
-                })
+            for members in cluster_points(vecs[idx], target + spare, d.seed, notes, part):
+                clusters.append((part, idx[members]))
+        written = self._write(group, fmt, points, vecs, clusters)
+        anchors: list[dict[str, Any]] = []
+        for part, (target, spare) in parts.items():
+            kept = merge_anchors([w for w in written if w["part"] == part], embedder, d.merge_similarity,
+                                 target + spare)
+            if len(kept) < target + spare:
+                notes.append(f"part {part!r}: {len(kept)} distinct candidate anchors (wanted {target} + {spare} spare)")
+            for rank, w in enumerate(kept):
+                w["id"] = f"{part[:2]}{rank + 1:02d}" if with_parts else f"a{rank + 1:02d}"
+                labels[w.pop("_members")] = len(anchors)
+                anchors.append(w)
         xy = PCA(n_components=2, random_state=0).fit_transform(vecs) if len(points) > 2 else np.zeros((len(points), 2))
         projection = {"x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
                       "anchor": labels.tolist(), "names": [p["name"] for p in points]}
         return anchors, projection
+
+    def _vocabulary(self, group: str) -> GroupVocabulary:
+        """Term document frequencies over a sample of the group's records (what counts as record-specific)."""
+        sources = group_members(self.ws, self.cfg)[group]
+        sample = round_robin_sample(self.ws, sources, VOCAB_SAMPLE, seed=self.cfg.discover.seed + 1)
+        return GroupVocabulary.from_texts([r.text for r in sample])
+
+    def _write(self, group: str, fmt: str, points: list[dict[str, Any]], vecs: np.ndarray,
+               clusters: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+        """One teacher call per cluster: its most central points in, one criterion with 0/5/10 levels out."""
+        d = self.cfg.discover
+        items, shown = [], []
+        for ci, (part, members) in enumerate(clusters):
+            centre = vecs[members].mean(axis=0)
+            central = members[np.argsort(-(vecs[members] @ centre), kind="stable")][:d.points_per_anchor]
+            shown.append(central)
+            pts = [{"name": points[i]["name"], "score": points[i]["score"], "reason": points[i]["reason"]}
+                   for i in central]
+            items.append((f"{group}/cluster-{ci:02d}", fmt, pts, part if fmt == "qa_think" else None))
+        teacher = self.teacher()
+        vocab = self._vocabulary(group)
+
+        def general(anchor: dict[str, Any]) -> list[str]:
+            terms = vocab.specific_terms(" ".join(anchor[k] for k in ANCHOR_FIELDS))
+            return [f"it names {', '.join(repr(t) for t in terms[:6])}, which only some records mention; write the "
+                    f"criterion in general terms that apply to every record of this kind"] if terms else []
+
+        with self.reporter.task(f"discover {group}: write {len(items)} anchors", total=len(items)) as bar:
+            results = teacher.run(lambda *item: teacher.write_anchor(*item, check=general), items,
+                                  on_result=lambda r: bar.advance())
+        written = []
+        for (part, members), central, res in zip(clusters, shown, results):
+            if res.data is None:  # invalid or still record-specific after the repair: the spares fill in
+                self._dropped.append({"cluster": res.record_id, "error": res.error})
+                continue
+            a = res.data
+            ex = points[int(central[0])]
+            written.append({
+                "name": display_name(a["name"]), "definition": a["definition"],
+                "levels": {"0": a["score_0"], "5": a["score_5"], "10": a["score_10"]},
+                "exemplar": {"record_id": ex["record_id"], "reason": ex["reason"], "score": ex["score"]},
+                "cluster_size": int(len(members)), "part": part,
+                "member_names": sorted({points[int(i)]["name"] for i in central}),
+                "merged": [], "_members": members,
+            })
+        return written
+
+def point_vectors(embedder, points: list[dict[str, Any]]) -> np.ndarray:
+    """Embedding of a judgment point, weighted towards its dimension name: the reason names the record's topic,
+    and clustering on it groups records by topic ("covers distcc") instead of by criterion."""
+    names = embedder.encode([p["name"] for p in points])
+    reasons = embedder.encode([p["reason"] for p in points])
+    v = 2.0 * _unit(names) + _unit(reasons)
+    return _unit(v)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def cluster_points(vecs: np.ndarray, k_wanted: int, seed: int, notes: list[str], part: str) -> list[np.ndarray]:
+    """KMeans over one part's points -> member index arrays, largest cluster first (empty clusters dropped)."""
+    from sklearn.cluster import KMeans
+
+    distinct = len(np.unique(np.round(vecs, 5), axis=0))  # repeated judgments embed identically
+    k = min(k_wanted, max(1, len(vecs) // 2), distinct)
+    if k < k_wanted:
+        notes.append(f"part {part!r}: {len(vecs)} points ({distinct} distinct), so {k} clusters instead of {k_wanted}")
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(vecs)
+    order = sorted(range(k), key=lambda c: (-int((km.labels_ == c).sum()), c))
+    return [np.flatnonzero(km.labels_ == c) for c in order if (km.labels_ == c).any()]
+
+
+def merge_anchors(written: list[dict[str, Any]], embedder, threshold: float, limit: int) -> list[dict[str, Any]]:
+    """Greedy, largest cluster first: an anchor whose name + definition is within ``threshold`` cosine of a kept
+    one (or has the same name) folds into it (its cluster and name recorded); stop at ``limit`` kept anchors."""
+    if not written:
+        return []
+    vecs = _unit(embedder.encode([f"{w['name']}: {w['definition']}" for w in written]))
+    kept: list[int] = []
+    for i, w in enumerate(written):
+        twin = next((j for j in kept if name_key(written[j]["name"]) == name_key(w["name"])
+                     or float(vecs[i] @ vecs[j]) >= threshold), None)
+        if twin is not None:
+            host = written[twin]
+            host["merged"].append(w["name"])
+            host["cluster_size"] += w["cluster_size"]
+            host["_members"] = np.concatenate([host["_members"], w["_members"]])
+            continue
+        if len(kept) < limit:
+            kept.append(i)
+    return [written[i] for i in kept]
 
 
 def name_key(name: str) -> str:
@@ -189,7 +272,3 @@ def display_name(name: str) -> str:
     """``use_of_observations`` → ``Use of observations``: teachers name dimensions in any case convention."""
     text = re.sub(r"[_\s]+", " ", name).strip()
     return text[:1].upper() + text[1:] if text.islower() else text
-
-
-def load_rubric(ws: Workspace, group: str) -> dict[str, Any]:
-    return read_json(ws.root / "rubrics" / f"{group}.json")

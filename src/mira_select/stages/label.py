@@ -1,9 +1,18 @@
-"""`mira label`: the teacher scores a stratified sample of each group on every anchor of the group's rubric.
+"""`mira label`: the teacher scores a sample of each group on every candidate anchor of the group's rubric.
 
-One call per record (all anchors at once), checkpointed in chunks: a chunk's rows are written and marked before the
-next starts, and the teacher cache answers anything already asked, so ``kill -9`` costs at most one chunk of
-calls and never duplicates a row. Each source's labeled records are split train/validation by a hash of the id
-(validation ≥ val_share and ≥ min_val records per source when the source has them).
+Scores only: one call per record, each anchor's score the expected value of the model's digit distribution at its
+slot, no rationale text (a rationale per anchor made a label ~5x dearer and the 1.5B teacher mostly restated the
+definition). A small explained sample per group also gets evidence + rationale, for the report.
+
+What gets labeled: records spread over sources and, within a source, over length quantile bins, plus (``label.twins``)
+corrupted copies of some of them, scored by the teacher like any record, so the student sees the low tail of quality.
+Twins only ever go to the train split. Afterwards the anchors that do not discriminate on the labeled sample (almost
+constant) are dropped and the spare candidates take their place; ``anchors.json`` beside the labels says which are
+active, with each anchor's share of labels at the ends of the scale.
+
+Checkpointed in chunks: a chunk's rows are written and marked before the next starts, and the teacher cache answers
+anything already asked, so ``kill -9`` costs at most one chunk of calls and never duplicates a row. Each source's
+labeled records are split train/validation by a hash of the id.
 """
 
 from __future__ import annotations
@@ -15,29 +24,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..io.shards import write_table
+from ..rubric import anchor_choice_path, anchors_of, load_rubric
+from ..sampling import SampledRecord, length_stratified_sample
+from ..teacher.client import Teacher
+from ..teacher.prompts import FORMATS, prompt_version
+from ..teacher.twins import make_twins
+from ..teacher.types import Anchor, TeacherResult
+from ..tokens import get_counter
+from ..workspace import Counts, atomic_write_bytes, write_json
+from .discover import group_members
 from .teacher_stage import TeacherStage
-from ..teacher.types import Anchor
-from ..workspace import Counts, atomic_write_bytes
-from .discover import group_members, load_rubric, stratified_sample
 
 STAGE = "label"
+LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
 
 
 @dataclass
 class LabelResult:
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, Any]]
     seconds: float
     skipped: list[str]  # groups that were already labeled with the current rubric and config
 
 
-def anchors_of(rubric: dict[str, Any]) -> list[Anchor]:
-    return [Anchor(a["id"], a["name"], a["definition"], a["part"]) for a in rubric["anchors"]]
+@dataclass(frozen=True)
+class LabelItem:
+    """One record to label: a sampled record, or a corrupted twin of one (``twin_kind`` set)."""
+
+    id: str
+    source: str
+    format: str
+    text: str
+    n_tokens: int
+    twin_kind: str = ""
+    explain: bool = False
 
 
 def split_of(record_id: str, source_rank: int, n_source: int, val_share: float, min_val: int) -> str:
@@ -51,10 +77,11 @@ def _id_rank_key(record_id: str) -> str:
 
 
 class LabelStage(TeacherStage):
-    """Labels every group on its discovered rubric. Subclasses relabel with another rubric (the DataMan baseline)
-    by overriding ``stage``, ``groups``, ``rubric``, ``labels_dir`` and ``prompt_format``."""
+    """Labels every group on its discovered rubric. The DataMan baseline subclasses it with a fixed rubric, one
+    corpus-wide group and its own prompt (see baselines/dataman.py)."""
 
     stage = STAGE
+    chooses_anchors = True  # drop non-discriminating anchors, keep the target count
 
     def groups(self) -> dict[str, list[str]]:
         return group_members(self.ws, self.cfg)
@@ -62,16 +89,39 @@ class LabelStage(TeacherStage):
     def rubric(self, group: str) -> dict[str, Any]:
         return load_rubric(self.ws, group)
 
-    def labels_dir(self, group: str):
+    def labels_dir(self, group: str) -> Path:
         return self.ws.root / "labels" / group
 
     def records_per_group(self) -> int:
         return self.cfg.label.records_per_group
 
+    def teacher_config(self):
+        cut = self.cfg.label.max_record_tokens
+        return self.cfg.teacher.model_copy(update={"max_record_tokens": cut}) if cut else self.cfg.teacher
+
     def prompt_format(self, rubric: dict[str, Any]) -> str | None:
         """One prompt family for every record (None: each record's own format)."""
         return "qa_think" if rubric["with_parts"] else None
 
+    def sample(self, sources: list[str]) -> list[SampledRecord]:
+        lc = self.cfg.label
+        return length_stratified_sample(self.ws, sources, self.records_per_group(), seed=lc.seed, bins=lc.length_bins)
+
+    def n_twins(self) -> int:
+        lc = self.cfg.label
+        return round(lc.twins_share * self.records_per_group()) if lc.twins else 0
+
+    def n_explained(self) -> int:
+        return self.cfg.label.explained
+
+    async def call(self, teacher: Teacher, item: LabelItem, fmt: str, anchors: list[Anchor],
+                   explain: bool) -> TeacherResult:
+        return await teacher.label(item.id, fmt, item.text, anchors, explain=explain)
+
+    def prompt_versions(self) -> list[str]:
+        return [prompt_version("label", f) for f in FORMATS]
+
+    # ---- run ------------------------------------------------------------------------------------------------------
     def run(self, force: bool = False) -> LabelResult:
         start = time.monotonic()
         if force:
@@ -88,11 +138,31 @@ class LabelStage(TeacherStage):
     def _fingerprint(self, group: str, rubric: dict[str, Any]) -> str:
         return hashlib.sha256(orjson.dumps({"label": self.cfg.label.model_dump(mode="json"),
                                             "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model,
-                                            "n": self.records_per_group(),
+                                            "n": self.records_per_group(), "prompts": self.prompt_versions(),
                                             "cut": self.teacher_config().max_record_tokens},
                                            option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
-    def _label_group(self, group: str, sources: list[str]) -> tuple[dict[str, int], bool]:
+    def items(self, sources: list[str], fmt_for_all: str | None) -> list[LabelItem]:
+        """The sample, its first ``n_explained`` records flagged for rationales, then the twins."""
+        records = self.sample(sources)
+        n_exp = self.n_explained()
+        items = [LabelItem(r.id, r.source, r.format, r.text, r.n_tokens, explain=i < n_exp)
+                 for i, r in enumerate(records)]
+        n_twins = self.n_twins()
+        if n_twins and records:
+            fmts = {fmt_for_all or r.format for r in records}
+            per_format = math.ceil(n_twins / len(fmts))
+            by_id = {r.id: r for r in records}
+            twins = make_twins([(r.id, fmt_for_all or r.format, r.text) for r in records], per_format,
+                               seed=self.cfg.label.seed)[:n_twins]
+            counts = get_counter(self.cfg.tokenizer).count([t.corrupted for t in twins]) if twins else []
+            for t, n_tok in zip(twins, counts):
+                src = by_id[t.clean_id]
+                items.append(LabelItem(f"{t.clean_id}~{t.kind}", src.source, src.format, t.corrupted, n_tok,
+                                       twin_kind=t.kind))
+        return items
+
+    def _label_group(self, group: str, sources: list[str]) -> tuple[dict[str, Any], bool]:
         """-> (counts, whether the group was already labeled with this rubric and config)."""
         lc = self.cfg.label
         rubric = self.rubric(group)
@@ -103,45 +173,59 @@ class LabelStage(TeacherStage):
             marker = self.ws.read_marker(self.stage, final_key)
             if marker.get("fingerprint") == fp:
                 return marker["summary"], True
-        records = stratified_sample(self.ws, sources, self.records_per_group(), seed=lc.seed)
         fmt_for_all = self.prompt_format(rubric)
-        chunks = [records[i:i + lc.chunk] for i in range(0, len(records), lc.chunk)]
+        items = self.items(sources, fmt_for_all)
+        chunks = [items[i:i + lc.chunk] for i in range(0, len(items), lc.chunk)]
         work = self.ws.work_dir(self.stage, group)
-        with self.reporter.task(f"{self.stage} {group}: {len(records)} records x {len(anchors)} anchors",
-                                total=len(records)) as bar:
+        calls = len(items) + sum(it.explain for it in items)
+        with self.reporter.task(f"{self.stage} {group}: {len(items)} records x {len(anchors)} anchors",
+                                total=calls) as bar:
             for ci, chunk in enumerate(chunks):
                 key = f"{group}/chunk-{ci:05d}"
                 if self.ws.is_done(self.stage, key) and self.ws.read_marker(self.stage, key).get("fingerprint") == fp:
-                    bar.advance(len(chunk))
+                    bar.advance(len(chunk) + sum(it.explain for it in chunk))
                     continue
-                teacher = self.teacher()
-                items = [(r.id, fmt_for_all or r.format, r.text) for r in chunk]
-                results = teacher.run(lambda i, f, t: teacher.score(i, f, t, anchors), items,
-                                      on_result=lambda r: bar.advance())
-                rows, dead = [], []
-                for rec, res in zip(chunk, results):
-                    if res.data is None:
-                        dead.append({"id": rec.id, "source": rec.source, "error": res.error})
-                        continue
-                    row = {"id": rec.id, "source": rec.source, "format": rec.format, "n_tokens": rec.n_tokens,
-                           "readout": res.readout, "model": res.model, "prompt_hash": res.prompt_hash}
-                    for a in anchors:
-                        row[f"score:{a.id}"] = float(res.data[a.id]["score"])
-                        row[f"greedy:{a.id}"] = int(res.data[a.id]["greedy"])
-                        row[f"rationale:{a.id}"] = res.data[a.id]["rationale"]
-                    rows.append(row)
+                rows, dead = self._label_chunk(chunk, fmt_for_all, anchors, bar)
                 write_table(work / f"chunk-{ci:05d}.parquet", label_table(rows, anchors))
                 atomic_write_bytes(work / f"chunk-{ci:05d}.dead.jsonl",
                                    b"".join(orjson.dumps(d) + b"\n" for d in dead))
                 self.ws.mark_done(self.stage, key, Counts(len(chunk), len(rows), 0, len(dead)), fingerprint=fp)
-        summary = self._finalize(group, len(chunks), anchors)
+        summary = self._finalize(group, len(chunks), anchors, rubric)
         summary["requested"] = self.records_per_group()
-        summary["sampled"] = len(records)
-        self.ws.mark_done(self.stage, final_key, Counts(len(records), summary["labeled"], 0, summary["dead"]),
+        summary["sampled"] = sum(not it.twin_kind for it in items)
+        summary["twins_sampled"] = sum(bool(it.twin_kind) for it in items)
+        self.ws.mark_done(self.stage, final_key, Counts(len(items), summary["labeled"], 0, summary["dead"]),
                           fingerprint=fp, summary=summary)
         return summary, False
 
-    def _finalize(self, group: str, n_chunks: int, anchors: list[Anchor]) -> dict[str, int]:
+    def _label_chunk(self, chunk: list[LabelItem], fmt_for_all: str | None, anchors: list[Anchor],
+                     bar) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        teacher = self.teacher()
+        calls = [(it, fmt_for_all or it.format, False) for it in chunk]
+        calls += [(it, fmt_for_all or it.format, True) for it in chunk if it.explain]
+        results = teacher.run(lambda it, f, e: self.call(teacher, it, f, anchors, e), calls,
+                              on_result=lambda r: bar.advance())
+        scored = {it.id: res for (it, _, e), res in zip(calls, results) if not e}
+        explained = {it.id: res for (it, _, e), res in zip(calls, results) if e}
+        rows, dead = [], []
+        for it in chunk:
+            res = scored[it.id]
+            if res.data is None:
+                dead.append({"id": it.id, "source": it.source, "error": res.error})
+                continue
+            row = {"id": it.id, "source": it.source, "format": it.format, "n_tokens": it.n_tokens,
+                   "twin": it.twin_kind, "twin_text": it.text if it.twin_kind else "", "readout": res.readout, "model": res.model, "prompt_hash": res.prompt_hash}
+            why = explained.get(it.id)
+            for a in anchors:
+                row[f"score:{a.id}"] = float(res.data[a.id]["score"])
+                row[f"greedy:{a.id}"] = int(res.data[a.id]["greedy"])
+                item = (why.data or {}).get(a.id, {}) if why is not None else res.data[a.id]
+                row[f"rationale:{a.id}"] = item.get("rationale", "")
+                row[f"evidence:{a.id}"] = item.get("evidence", "")
+            rows.append(row)
+        return rows, dead
+
+    def _finalize(self, group: str, n_chunks: int, anchors: list[Anchor], rubric: dict[str, Any]) -> dict[str, Any]:
         lc = self.cfg.label
         work = self.ws.work_dir(self.stage, group)
         tables = [pq.read_table(work / f"chunk-{i:05d}.parquet") for i in range(n_chunks)]
@@ -150,18 +234,72 @@ class LabelStage(TeacherStage):
         split = write_splits(out, table, lc.val_share, lc.min_val)
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
-        n_dead = dead.count(b"\n")
-        return {"labeled": table.num_rows, "dead": n_dead,
-                "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values())}
+        choice = choose_anchors(table, anchors, self._targets(rubric), lc.min_std, lc.end_share_flag,
+                                drop=self.chooses_anchors)
+        write_json(anchor_choice_path(out), choice)
+        return {"labeled": table.num_rows, "dead": dead.count(b"\n"),
+                "twins": int(pc.sum(pc.not_equal(table.column("twin"), "")).as_py() or 0),
+                "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values()),
+                "active": len(choice["active"]), "dropped": len(choice["dropped"])}
+
+    def _targets(self, rubric: dict[str, Any]) -> dict[str, int]:
+        d = self.cfg.discover
+        if rubric.get("with_parts"):
+            return {p: d.anchors_per_part for p in ("think", "combined", "answer")}
+        return {"combined": d.anchors}
+
+
+def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, int], min_std: float,
+                   end_flag: float, drop: bool = True) -> dict[str, Any]:
+    """Per anchor on the labeled records (twins excluded): spread and share at each end of the scale. Active: per
+    part, the first ``target`` anchors in rubric order whose labels vary by at least ``min_std``; the rest are
+    dropped (not discriminating) or spare. A part where nothing varies keeps its most varied anchor."""
+    real = table.filter(pc.equal(table.column("twin"), "")) if table.num_rows else table
+    stats: dict[str, dict[str, Any]] = {}
+    for a in anchors:
+        s = np.asarray(real.column(f"score:{a.id}").to_numpy(zero_copy_only=False), dtype=np.float64) \
+            if real.num_rows else np.zeros(0)
+        n = max(len(s), 1)
+        top, bottom = float((s >= HIGH).sum() / n), float((s <= LOW).sum() / n)
+        stats[a.id] = {"n": int(len(s)), "mean": round(float(s.mean()), 3) if len(s) else None,
+                       "std": round(float(s.std()), 3) if len(s) else 0.0, "top_share": round(top, 3),
+                       "bottom_share": round(bottom, 3), "end_flag": max(top, bottom) > end_flag}
+    active, dropped = [], {}
+    for part, target in targets.items():
+        members = [a for a in anchors if a.part == part]
+        taken = 0
+        for a in members:
+            if not drop:
+                active.append(a.id)
+                continue
+            if stats[a.id]["std"] < min_std:
+                dropped[a.id] = f"does not discriminate: std {stats[a.id]['std']:.2f} < {min_std:g}"
+            elif taken < target:
+                active.append(a.id)
+                taken += 1
+            else:
+                dropped[a.id] = "spare: the part already has its target count"
+        if drop and taken == 0 and members:
+            best = max(members, key=lambda a: stats[a.id]["std"])
+            active.append(best.id)
+            dropped.pop(best.id, None)
+    order = {a.id: i for i, a in enumerate(anchors)}
+    return {"active": sorted(active, key=order.__getitem__), "dropped": dropped, "stats": stats,
+            "min_std": min_std, "end_flag": end_flag, "scale_ends": [LOW, HIGH]}
 
 
 def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
-    """Split labeled rows train/val per source (lowest id hashes → val) and write ``out``/{train,val}.parquet."""
+    """Split labeled rows train/val per source (lowest id hashes → val) and write ``out``/{train,val}.parquet.
+    Twins (corrupted copies) are always train: validation measures agreement on the corpus as it is."""
     ids, srcs = table.column("id").to_pylist(), table.column("source").to_pylist()
+    twin = table.column("twin").to_pylist() if "twin" in table.column_names else [""] * len(ids)
     by_source: dict[str, list[str]] = {}
-    for rid, src in zip(ids, srcs):
-        by_source.setdefault(src, []).append(rid)
     split = {}
+    for rid, src, tw in zip(ids, srcs, twin):
+        if tw:
+            split[rid] = "train"
+        else:
+            by_source.setdefault(src, []).append(rid)
     for src, members in by_source.items():
         for rank, rid in enumerate(sorted(members, key=_id_rank_key)):
             split[rid] = split_of(rid, rank, len(members), val_share, min_val)
@@ -173,10 +311,11 @@ def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> 
 
 def label_table(rows: list[dict[str, Any]], anchors: list[Anchor]) -> pa.Table:
     fields = [pa.field("id", pa.string()), pa.field("source", pa.string()), pa.field("format", pa.string()),
-              pa.field("n_tokens", pa.int32()), pa.field("readout", pa.string()), pa.field("model", pa.string()),
-              pa.field("prompt_hash", pa.string())]
+              pa.field("n_tokens", pa.int32()), pa.field("twin", pa.string()), pa.field("twin_text", pa.string()),
+              pa.field("readout", pa.string()),
+              pa.field("model", pa.string()), pa.field("prompt_hash", pa.string())]
     for a in anchors:
         fields += [pa.field(f"score:{a.id}", pa.float32()), pa.field(f"greedy:{a.id}", pa.int8()),
-                   pa.field(f"rationale:{a.id}", pa.string())]
+                   pa.field(f"rationale:{a.id}", pa.string()), pa.field(f"evidence:{a.id}", pa.string())]
     schema = pa.schema(fields)
     return pa.Table.from_pylist(rows, schema=schema)

@@ -7,7 +7,8 @@ cut lets a group whose teacher happens to score generously (or a format the stud
 capabilities, which per-group budgets make impossible by construction.
 
 The same machinery serves the baselines (`baselines/scorers.py` says what each variant ranks by and its unit), and
-every variant leaves out the same records: contaminated ones, the eval holdout and the baselines' reference sample.
+every variant leaves out the same records: contaminated ones, those the prefilter dropped, the eval holdout and the
+baselines' reference sample.
 MIRA variants read only score sidecars and record ids (a few bytes per record): memory is a few arrays of corpus
 length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.parquet`` (kept ids in corpus order).
 """
@@ -28,8 +29,9 @@ from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets, reference_mask
+from .prefilter import dropped_mask
 from ..io.shards import shard_writer
-from ..workspace import Counts, Workspace, write_json
+from ..workspace import Counts, Workspace, read_json, write_json
 from .discover import group_members
 
 STAGE = "select"
@@ -102,7 +104,8 @@ def load_shards(cfg: MiraConfig, ws: Workspace, sources: list[str], scorer: Vari
             ids = t.column("id").to_pylist()
             buckets = id_buckets(ids)
             excluded = (t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
-                        | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets))
+                        | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets)
+                        | (dropped_mask(ws, source, shard, ids) if cfg.prefilter.enabled else False))
             score = np.asarray(scorer.scores(source, shard, ids), dtype=np.float64)
             out.append(ScoreShard(source, shard, score, t.column("n_tokens").to_numpy(zero_copy_only=False),
                                   excluded))
@@ -187,4 +190,7 @@ class SelectStage:
                 key = f"{source}/{shard.stem}"
                 if self.ws.is_done("ingest", key):
                     h.update(f"{key}:{self.ws.read_marker('ingest', key).get('fingerprint')}".encode())
+        prefilter = self.ws.root / "prefilter" / "summary.json"  # its drop decisions change what is selectable
+        if self.cfg.prefilter.enabled and prefilter.exists():
+            h.update(str(read_json(prefilter).get("fingerprint")).encode())
         return h.hexdigest()[:16]

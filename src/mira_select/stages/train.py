@@ -24,10 +24,16 @@ from ..errors import MiraError
 from ..progress import Reporter
 from ..students.base import Student, make_student
 from ..workspace import Counts, Workspace, read_json, write_json
-from .discover import group_members, load_rubric
+from ..rubric import active_anchor_ids
+from .discover import group_members
 
 STAGE = "train"
-CPU_TIERS = ("hashed_linear", "embed_heads")
+# auto fits every CPU tier and keeps the one closest to the teacher on validation: (student kind, its parameters)
+CPU_TIERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hashed_linear": ("hashed_linear", {}),
+    "hashed_linear+structure": ("hashed_linear", {"structure": True}),
+    "embed_heads": ("embed_heads", {}),
+}
 
 
 @dataclass
@@ -54,6 +60,8 @@ def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str], path
     ids = labels.column("id").to_pylist()
     sources = labels.column("source").to_pylist()
     text_of: dict[str, str] = {}
+    if "twin_text" in labels.column_names:  # corrupted twins are not in records/: their text travels with the label
+        text_of.update((i, t) for i, t in zip(ids, labels.column("twin_text").to_pylist()) if t)
     wanted = set(ids)
     for source in sorted(set(sources)):
         for shard in ws.record_shards(source):
@@ -106,7 +114,7 @@ class TrainStage:
 
     def _train_group(self, group: str, sources: list[str], fp: str) -> dict[str, Any]:
         sc = self.cfg.student
-        anchors = [a["id"] for a in load_rubric(self.ws, group)["anchors"]]
+        anchors = active_anchor_ids(self.ws, group)
         train = load_labeled(self.ws, group, "train", anchors)
         val = load_labeled(self.ws, group, "val", anchors)
         if len(train.ids) < 2:
@@ -118,7 +126,8 @@ class TrainStage:
         for kind in kinds:
             with self.reporter.task(f"train {group}: {kind} on {len(train.ids)} labels", total=1) as bar:
                 t0 = time.monotonic()
-                student = make_student(kind, anchors, **sc.params.get(kind, {}))
+                base, preset = CPU_TIERS.get(kind, (kind, {}))
+                student = make_student(base, anchors, **{**preset, **sc.params.get(base, {})})
                 student.fit(train.texts, train.y, train.sources)
                 fit_s = time.monotonic() - t0
                 pred = student.predict(val.texts) if val.ids else np.zeros((0, len(anchors)), np.float32)

@@ -9,7 +9,9 @@ run is a token, so indentation, minified one-liners and boilerplate show up as f
 
 Like fastText, a document is the *mean* of its feature vectors: scoring multiplies a sparse [docs, buckets] count
 matrix (built straight from the hashes, no sorting) with a dense [buckets, anchors] weight table. The log length is
-one extra dense feature (teachers' scores track length, and a mean cannot see it).
+one extra dense feature (teachers' scores track length, and a mean cannot see it). With ``structure`` the dense
+structural signals of students/structure.py (repetition, compressibility, line layout, character make-up),
+standardized on the training texts, join it: a mean of n-grams cannot see a repeated tool call or a shuffled file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..hashing import MIX, batches, indptr, tokenize_batch
 from .base import Student, check_targets
+from .structure import FEATURES, structural_features
 from .ridge import clip_scores, fit_ridge
 
 _STEP = np.uint64(0x100000001B3)
@@ -69,20 +72,39 @@ class HashedLinearStudent(Student):
     kind = "hashed_linear"
 
     def __init__(self, anchors: list[str], bits: int = 20, bigrams: bool = True, max_chars: int = 20_000,
-                 **extra: Any):
-        super().__init__(anchors, bits=bits, bigrams=bigrams, max_chars=max_chars, **extra)
+                 structure: bool = False, **extra: Any):
+        super().__init__(anchors, bits=bits, bigrams=bigrams, max_chars=max_chars, structure=structure, **extra)
         self.hasher = WordHasher(bits, bigrams, max_chars)
+        self.structure = structure
         self._table: np.ndarray | None = None  # [2**bits, k] weight per bucket (scaled), dense for fast gathers
         self._length_w = np.zeros(len(anchors), np.float32)
         self._intercept = np.zeros(len(anchors), np.float32)
+        n_struct = len(FEATURES) if structure else 0
+        self._struct_w = np.zeros((n_struct, len(anchors)), np.float32)
+        self._struct_mean = np.zeros(n_struct, np.float32)
+        self._struct_scale = np.ones(n_struct, np.float32)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "HashedLinearStudent":
+        from scipy import sparse
+
         y = check_targets(texts, y, self.anchors)
-        coef, self._intercept, alpha = fit_ridge(self.hasher.transform(texts), y, alphas=ALPHAS)
+        x = self.hasher.transform(texts)
+        if self.structure:
+            f = structural_features(texts)
+            self._struct_mean = f.mean(axis=0)
+            self._struct_scale = np.where(f.std(axis=0) > 1e-6, f.std(axis=0), 1.0).astype(np.float32)
+            x = sparse.hstack([x, sparse.csr_matrix(self._standardize(f))]).tocsr()
+        coef, self._intercept, alpha = fit_ridge(x, y, alphas=ALPHAS)
         self.params["alpha"] = alpha.tolist()
-        self._table = np.ascontiguousarray(coef[:, :-1].T * _SCALE, dtype=np.float32)
-        self._length_w = coef[:, -1] / 10.0
+        n_buckets = 1 << self.hasher.bits
+        self._table = np.ascontiguousarray(coef[:, :n_buckets].T * _SCALE, dtype=np.float32)
+        self._length_w = coef[:, n_buckets] / 10.0
+        if self.structure:
+            self._struct_w = np.ascontiguousarray(coef[:, n_buckets + 1:].T, dtype=np.float32)
         return self
+
+    def _standardize(self, f: np.ndarray) -> np.ndarray:
+        return ((f - self._struct_mean) / self._struct_scale).astype(np.float32)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         from scipy import sparse
@@ -99,15 +121,22 @@ class HashedLinearStudent(Student):
                 sums += sparse.csr_matrix((np.ones(len(bucket), np.float32), bucket, ptr), shape=shape) @ self._table
                 count += np.diff(ptr)
             out[lo:hi] = sums / np.maximum(count, 1)[:, None] + log_len[:, None] * self._length_w + self._intercept
+            if self.structure:
+                out[lo:hi] += self._standardize(structural_features(texts[lo:hi])) @ self._struct_w
         return clip_scores(out)
 
     def _weights(self) -> dict[str, np.ndarray]:
         nz = np.flatnonzero(np.any(self._table != 0, axis=1))  # only buckets seen in training carry weight
         return {"bucket": nz.astype(np.int64), "rows": self._table[nz], "length_w": self._length_w,
-                "intercept": self._intercept}
+                "intercept": self._intercept, "struct_w": self._struct_w, "struct_mean": self._struct_mean,
+                "struct_scale": self._struct_scale}
 
     def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
         self._table = np.zeros((1 << self.hasher.bits, len(self.anchors)), np.float32)
         self._table[arrays["bucket"]] = arrays["rows"]
         self._length_w = arrays["length_w"].astype(np.float32)
         self._intercept = arrays["intercept"].astype(np.float32)
+        if "struct_w" in arrays:
+            self._struct_w = arrays["struct_w"].astype(np.float32)
+            self._struct_mean = arrays["struct_mean"].astype(np.float32)
+            self._struct_scale = arrays["struct_scale"].astype(np.float32)

@@ -17,10 +17,17 @@ from .client import Teacher
 from .twins import make_twins
 from .types import Anchor
 
+# General anchors with their scale described in general terms (never in terms of the corruptions below, which
+# would teach the check its own answers), asked in the same scores-only form the label stage uses.
 CHECK_ANCHORS = [
-    Anchor("overall", "overall quality", "how valuable the record is as training data overall"),
-    Anchor("coherence", "coherence and correctness", "is it internally consistent, well-formed and correct"),
-    Anchor("usefulness", "usefulness", "would a model learn a useful skill or fact from it"),
+    Anchor("overall", "Overall quality", "how valuable the record is as training data overall",
+           levels=("worthless as training data", "usable but with clear flaws", "excellent throughout")),
+    Anchor("coherence", "Coherence and correctness", "is it internally consistent, well-formed and correct",
+           levels=("incoherent, malformed or wrong", "mostly consistent, with some errors",
+                   "fully consistent, well-formed and correct")),
+    Anchor("usefulness", "Usefulness", "would a model learn a useful skill or fact from it",
+           levels=("nothing worth learning", "some useful content among filler or mistakes",
+                   "dense with correct, reusable knowledge or skill")),
 ]
 WARN_BELOW = 0.8
 
@@ -37,7 +44,7 @@ def run_check(cfg: MiraConfig, ws: Workspace, per_format: int = 8, seed: int = 0
         items.append((f"{t.clean_id}", t.format, t.clean))
         items.append((f"{t.clean_id}~{t.kind}~{i}", t.format, t.corrupted))
     with reporter.task(f"teacher check: {len(twins)} twin pairs", total=len(items)) as bar:
-        results = teacher.run(lambda rid, fmt, text: teacher.score(rid, fmt, text, CHECK_ANCHORS), items,
+        results = teacher.run(lambda rid, fmt, text: teacher.label(rid, fmt, text, CHECK_ANCHORS), items,
                               on_result=lambda r: bar.advance())
     acct = teacher.save_accounting()
     teacher.close()

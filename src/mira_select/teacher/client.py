@@ -21,7 +21,7 @@ from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .backends import Backend, TeacherCallError, make_backend
 from .cache import ResponseCache, cache_key
 from .prompts import PromptBuilder, prompt_version
-from .schema import expected_scores, repair_message, validate_judgment, validate_scores
+from .schema import expected_scores, repair_message, validate_anchor, validate_judgment, validate_scores
 from .types import Anchor, ChatRequest, ChatResponse, TeacherResult
 
 
@@ -109,10 +109,42 @@ class Teacher:
         result.extra.pop("response", None)
         return result
 
+    async def write_anchor(self, key: str, fmt: str, points: list[dict], part: str | None,
+                           check: Callable[[dict], list[str]] | None = None) -> TeacherResult:
+        """One rubric criterion (name, definition, 0/5/10 levels) from one cluster of judgment points. ``check``
+        returns problems with a parsed answer (e.g. record-specific terms); they go back in the repair request."""
+
+        def validate(text: str):
+            data, problems = validate_anchor(text)
+            if data is not None and check is not None:
+                problems = check(data)
+                if problems:
+                    return None, problems
+            return data, problems
+
+        req = self.prompts.write_anchor(fmt, points, part, temperature=self.cfg.temperature)
+        result = await self._run(key, req, prompt_version("anchor", fmt), validate)
+        result.extra.pop("response", None)
+        return result
+
+    async def label(self, record_id: str, fmt: str, text: str, anchors: list[Anchor],
+                    explain: bool = False) -> TeacherResult:
+        """Scores on a discovered rubric: scores only (one call, no rationale text) or explained (with evidence)."""
+        use_lp = self.cfg.logprobs and self.backend.supports_logprobs
+        req = self.prompts.label(fmt, record_id, text, anchors, explain=explain, logprobs=use_lp,
+                                 temperature=self.cfg.temperature)
+        return self._read_scores(await self._run(record_id, req, prompt_version("label", fmt),
+                                                 lambda t: validate_scores(t, anchors)), anchors, use_lp)
+
     async def score(self, record_id: str, fmt: str, text: str, anchors: list[Anchor]) -> TeacherResult:
+        """Scores with a rationale per anchor on a fixed rubric (the DataMan-style baseline's prompt family)."""
         use_lp = self.cfg.logprobs and self.backend.supports_logprobs
         req = self.prompts.score(fmt, record_id, text, anchors, logprobs=use_lp, temperature=self.cfg.temperature)
         result = await self._run(record_id, req, prompt_version("score", fmt), lambda t: validate_scores(t, anchors))
+        return self._read_scores(result, anchors, use_lp)
+
+    def _read_scores(self, result: TeacherResult, anchors: list[Anchor], use_lp: bool) -> TeacherResult:
+        """Greedy integers → expected scores from the digit probabilities, where the backend gave them."""
         if result.data is not None:
             resp: ChatResponse = result.extra.pop("response")
             exp = expected_scores(resp.text, anchors, result.data, resp.digit_probs) if use_lp else None

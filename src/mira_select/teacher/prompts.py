@@ -18,7 +18,7 @@ from importlib import resources
 import orjson
 
 from ..tokens import get_counter
-from .schema import judge_schema, score_schema
+from .schema import anchor_schema, explained_schema, judge_schema, score_schema, scores_only_schema
 from .types import Anchor, ChatRequest
 
 FORMATS = ("text", "code", "qa", "qa_think", "agent")
@@ -31,6 +31,7 @@ def _read(name: str) -> str:
 
 
 def _family(task: str, fmt: str) -> dict[str, str]:
+    """The ``key: value`` lines of ``<task>/<fmt>.md`` (kind of record, and for some tasks a parts line)."""
     if fmt not in FORMATS and not (task == "score" and fmt == GENERAL):
         raise ValueError(f"unknown format {fmt!r}")
     out = {}
@@ -44,7 +45,12 @@ def _family(task: str, fmt: str) -> dict[str, str]:
 @functools.lru_cache(maxsize=None)
 def prompt_version(task: str, fmt: str) -> str:
     """Hash of every file a prompt is built from: part of the cache key and stored with every label."""
-    files = ["common.md", "record.md", f"{task}/base.md", f"{task}/{fmt}.md"]
+    if task == "anchor":
+        files = ["anchor/base.md", f"judge/{fmt}.md"]
+    elif task == "label":
+        files = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md"]
+    else:
+        files = ["common.md", "record.md", f"{task}/base.md", f"{task}/{fmt}.md"]
     return hashlib.sha256("\0".join(_read(f) for f in files).encode()).hexdigest()[:12]
 
 
@@ -68,10 +74,12 @@ class PromptBuilder:
         return _read("record.md").format(nonce=nonce, text=defang(truncated))
 
     def judge(self, fmt: str, record_id: str, text: str, temperature: float = 0.0) -> ChatRequest:
+        # Only the kind of record is described: naming the dimensions we expect would make the rubric ours, not the
+        # teacher's (the method's point is that each group's criteria come from its own judgments).
         fam = _family("judge", fmt)
         with_parts = fmt == "qa_think"
         body = _read("judge/base.md").format(
-            kind=fam["kind"], focus=fam["focus"], n_min=6 if with_parts else 3, n_max=12 if with_parts else 8,
+            kind=fam["kind"], parts=fam.get("parts", ""), n_min=6 if with_parts else 3, n_max=9 if with_parts else 6,
             part_field='"part": "think|combined|answer", ' if with_parts else "",
         )
         return self._request(record_id, text, body, judge_schema(with_parts), self.max_tokens_judge, temperature)
@@ -89,14 +97,55 @@ class PromptBuilder:
         return self._request(record_id, text, body, score_schema(anchors), max_tokens, temperature,
                              logprobs=logprobs)
 
+    def write_anchor(self, fmt: str, points: list[dict], part: str | None = None,
+                     temperature: float = 0.0) -> ChatRequest:
+        """One rubric criterion from one cluster of judgment points (no record involved)."""
+        kind = _family("judge", fmt)["kind"]
+        part_note = {"think": " (it judges the reasoning trace only)", "answer": " (it judges the final answer only)",
+                     "combined": " (it judges the reasoning and the answer together)"}.get(part or "", "")
+        system = _read("anchor/base.md").format(kind=kind, part_note=part_note)
+        listed = "\n".join(f"- {p['name']} (score {p['score']}): {p['reason']}" for p in points)
+        user = f"Judgment points:\n{listed}\nNow write the criterion as JSON."
+        return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
+                           schema=anchor_schema(), max_tokens=400, temperature=temperature)
+
+    def label(self, fmt: str, record_id: str, text: str, anchors: list[Anchor], explain: bool = False,
+              logprobs: bool = True, temperature: float = 0.0) -> ChatRequest:
+        """Scores on a discovered rubric: scores only (default; one integer per anchor, read out from the digit
+        probabilities) or explained (evidence quote + rationale + score per anchor, for a small sample)."""
+        fam = _family("label", fmt)
+        listed = "\n".join(rubric_line(a) for a in anchors)
+        if explain:
+            example = ", ".join(f'"{a.id}": {{"evidence": "...", "rationale": "...", "score": 0-10}}'
+                                for a in anchors[:2]) + ", ..."
+        else:
+            example = ", ".join(f'"{a.id}": 0-10' for a in anchors[:3]) + ", ..."
+        parts = fam["parts"] + "\n" if "parts" in fam else ""
+        body = _read("label/explain.md" if explain else "label/base.md").format(
+            kind=fam["kind"], parts=parts, anchors=listed, example=example)
+        if explain:
+            return self._request(record_id, text, body, explained_schema(anchors), 40 + 90 * len(anchors),
+                                 temperature, logprobs=logprobs)
+        return self._request(record_id, text, body, scores_only_schema(anchors), 16 + 8 * len(anchors), temperature,
+                             logprobs=logprobs, score_ids=tuple(a.id for a in anchors))
+
     def _request(self, record_id: str, text: str, body: str, schema: dict, max_tokens: int, temperature: float,
-                 logprobs: bool = False) -> ChatRequest:
+                 logprobs: bool = False, score_ids: tuple[str, ...] = ()) -> ChatRequest:
         # The system message is the same for every record of a group (reusable prefix); the nonce and the record
         # go last, in the user message.
         system = _read("common.md") + "\n" + body
         user = self._record(record_nonce(self.secret, record_id, text), text)
         return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
-                           schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
+                           schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs,
+                           score_ids=score_ids)
+
+
+def rubric_line(a: Anchor) -> str:
+    """``- a01 Name [think]: definition 0 = ...; 5 = ...; 10 = ...`` (the levels anchor the scale)."""
+    line = f"- {a.id} {a.name}" + (f" [{a.part}]" if a.part != "combined" else "") + f": {a.definition}"
+    if len(a.levels) == 3:
+        line += f" 0 = {a.levels[0]} 5 = {a.levels[1]} 10 = {a.levels[2]}"
+    return line
 
 
 # Lines that address the reviewer rather than belong to the data: fake block markers, "ignore the rubric",

@@ -30,6 +30,50 @@ def score_schema(anchors: list[Anchor]) -> dict[str, Any]:
     return {"type": "object", "properties": {a.id: item for a in anchors}, "required": [a.id for a in anchors]}
 
 
+def scores_only_schema(anchors: list[Anchor]) -> dict[str, Any]:
+    """One integer per anchor and nothing else: the cheap labeling answer (scores read from digit probabilities)."""
+    return {"type": "object", "properties": {a.id: SCORE_SCHEMA for a in anchors},
+            "required": [a.id for a in anchors]}
+
+
+def explained_schema(anchors: list[Anchor]) -> dict[str, Any]:
+    """Evidence (a quote from the record) first, so the rationale has to rest on the record, then the score."""
+    item = {
+        "type": "object",
+        "properties": {"evidence": {"type": "string", "maxLength": 100},
+                       "rationale": {"type": "string", "maxLength": 200},
+                       "score": SCORE_SCHEMA},
+        "required": ["evidence", "rationale", "score"],
+    }
+    return {"type": "object", "properties": {a.id: item for a in anchors}, "required": [a.id for a in anchors]}
+
+
+ANCHOR_FIELDS = ("name", "definition", "score_0", "score_5", "score_10")
+
+
+def anchor_schema() -> dict[str, Any]:
+    limits = {"name": 40, "definition": 220, "score_0": 160, "score_5": 160, "score_10": 160}
+    return {"type": "object", "properties": {k: {"type": "string", "maxLength": n} for k, n in limits.items()},
+            "required": list(ANCHOR_FIELDS)}
+
+
+def validate_anchor(text: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """-> ({name, definition, score_0, score_5, score_10}, problems): every field a non-empty string."""
+    data, err = _parse(text)
+    if err:
+        return None, [err]
+    if not isinstance(data, dict):
+        return None, ["the answer must be a JSON object"]
+    out, problems = {}, []
+    for k in ANCHOR_FIELDS:
+        v = data.get(k)
+        if not isinstance(v, str) or not v.strip():
+            problems.append(f"field {k!r} must be a non-empty string")
+        else:
+            out[k] = " ".join(v.split())[:MAX_RATIONALE_CHARS]
+    return (None if problems else out), problems
+
+
 def judge_schema(with_parts: bool) -> dict[str, Any]:
     props: dict[str, Any] = {
         "name": {"type": "string", "maxLength": 60},
@@ -95,6 +139,8 @@ def validate_scores(text: str, anchors: list[Anchor]) -> tuple[dict[str, Any] | 
             continue
         rationale = item.get("rationale", "")
         out[a.id] = {"score": score, "rationale": str(rationale)[:MAX_RATIONALE_CHARS]}
+        if "evidence" in item:
+            out[a.id]["evidence"] = str(item["evidence"])[:MAX_RATIONALE_CHARS]
     return (None if problems else out), problems
 
 
@@ -130,7 +176,9 @@ def repair_message(problems: list[str]) -> str:
             "following the required format exactly.")
 
 
-_SCORE_AT = re.compile(r'"score"\s*:\s*')
+def _score_at(anchor_id: str) -> re.Pattern[str]:
+    """Where an anchor's score starts: ``"id": 7`` (scores-only) or ``"id": {..., "score": 7}`` (explained)."""
+    return re.compile(rf'"{re.escape(anchor_id)}"\s*:\s*(?:\{{[^{{}}]*?"score"\s*:\s*)?(?=\d)', re.DOTALL)
 
 
 def expected_scores(text: str, anchors: list[Anchor], greedy: dict[str, Any],
@@ -147,8 +195,7 @@ def expected_scores(text: str, anchors: list[Anchor], greedy: dict[str, Any],
     by_offset = dict(digit_probs)
     out: dict[str, float] = {}
     for a in anchors:
-        key_pos = text.find(f'"{a.id}"')
-        m = _SCORE_AT.search(text, key_pos) if key_pos >= 0 else None
+        m = _score_at(a.id).search(text)
         if m is None or m.end() not in by_offset:
             return None
         probs = by_offset[m.end()]

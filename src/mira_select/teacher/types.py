@@ -14,6 +14,9 @@ class Anchor:
     name: str
     definition: str
     part: str = "combined"  # think | combined | answer (qa_think); combined elsewhere
+    # What a 0, a 5 and a 10 look like on this anchor (scale anchoring: without them a small teacher puts almost
+    # every record at the top). Empty for fixed rubrics that define no levels.
+    levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,16 @@ class ChatRequest:
     max_tokens: int
     temperature: float = 0.0
     logprobs: bool = False
+    # Scores-only answers: the answer is one flat JSON object {id: integer 0-10} with these keys in this order. A
+    # backend that sees the model's logits (local) may read the scores out directly instead of generating JSON.
+    score_ids: tuple[str, ...] = ()
 
     def cache_fields(self) -> dict[str, Any]:
-        return {"messages": list(self.messages), "schema": self.schema, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "logprobs": self.logprobs}
+        out = {"messages": list(self.messages), "schema": self.schema, "max_tokens": self.max_tokens,
+               "temperature": self.temperature, "logprobs": self.logprobs}
+        if self.score_ids:  # only when set, so the keys of every other request stay as they were
+            out["score_ids"] = list(self.score_ids)
+        return out
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Rules and dedup run before any model scoring (see stages/prefilter.py)."""

@@ -1,0 +1,150 @@
+"""`mira check`: how much of the teacher's judgment did the finished scorer keep?
+
+Contrast twins (a record next to a copy of itself with one planted defect; teacher/twins.py) are made from records
+that were *not* labeled, so nothing here was seen in training. Each pair is ranked by the finished scorer, the
+prefilter included: a copy the prefilter's drop rules would remove ranks below its clean twin, as it would in the
+selection. Per format and corruption kind: pairwise accuracy (ties count half). Beside it, the teacher's accuracy on
+the same pairs, from the teacher cache when the pairs were asked before (``--teacher`` asks it, which costs calls).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..config import MiraConfig
+from ..prefilter.rules import record_flags
+from ..progress import Reporter
+from ..sampling import reservoir_sample
+from ..scorer import Scorer
+from ..teacher.twins import make_twins
+from ..workspace import Workspace, read_json, write_json
+
+SEED_OFFSET = 7919  # twins for the check come from another sample than the teacher check's
+
+
+@dataclass
+class Pair:
+    format: str
+    kind: str
+    source: str
+    clean_id: str
+    clean: str
+    corrupted: str
+
+
+def labeled_ids(ws: Workspace) -> set[str]:
+    ids: set[str] = set()
+    for path in (ws.root / "labels").glob("*/*.parquet"):
+        ids.update(i.split("~")[0] for i in pq.read_table(path, columns=["id"]).column("id").to_pylist())
+    return ids
+
+
+def make_pairs(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> list[Pair]:
+    exclude = labeled_ids(ws)
+    pool = reservoir_sample(ws, cfg.source_names, n=per_format * 4, seed=seed + SEED_OFFSET, key=lambda s, f: f)
+    records = [r for recs in pool.values() for r in recs if r.id not in exclude]
+    source_of = {r.id: r.source for r in records}
+    twins = make_twins([(r.id, r.format, r.text) for r in records], per_format=per_format, seed=seed)
+    return [Pair(t.format, t.kind, source_of[t.clean_id], t.clean_id, t.clean, t.corrupted) for t in twins]
+
+
+def _dropped(text: str, fmt: str, cfg: MiraConfig) -> bool:
+    if not cfg.prefilter.enabled:
+        return False
+    rules = cfg.prefilter.rules
+    return any(getattr(rules, r).action == "drop" for r in record_flags(text, fmt, cfg.prefilter))
+
+
+def check_fingerprint(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> str:
+    """What the check's answer depends on: the students and masks, the prefilter decisions, the labeled set."""
+    h = hashlib.sha256(f"{per_format}:{seed}:{cfg.student.trim}:{cfg.prefilter.model_dump_json()}".encode())
+    for path in sorted((ws.root / "students").glob("*/*")) + sorted((ws.root / "labels").glob("*/*.parquet")):
+        if path.is_file():
+            h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed: int = 0,
+                     with_teacher: bool = False, reporter: Reporter | None = None,
+                     force: bool = False) -> dict[str, Any]:
+    """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed."""
+    reporter = reporter or Reporter()
+    fp = check_fingerprint(cfg, ws, per_format, seed)
+    path = ws.root / "check" / "scorer.json"
+    if not force and not with_teacher and path.exists():
+        previous = read_json(path)
+        if previous.get("fingerprint") == fp:
+            return {**previous, "skipped": True}
+    pairs = make_pairs(cfg, ws, per_format, seed)
+    scorer = Scorer(ws, trim=cfg.student.trim)
+    texts = [t for p in pairs for t in (p.clean, p.corrupted)]
+    sources = [p.source for p in pairs for _ in (0, 1)]
+    with reporter.task(f"check: score {len(pairs)} twin pairs", total=1) as bar:
+        scores = scorer.score(texts, sources) if texts else []
+        bar.advance()
+    teacher = _teacher_scores(cfg, ws, pairs, with_teacher, reporter)
+    rows: dict[str, dict[str, Any]] = {}
+    for i, p in enumerate(pairs):
+        c, b = float(scores[2 * i]), float(scores[2 * i + 1])
+        if _dropped(p.corrupted, p.format, cfg) and not _dropped(p.clean, p.format, cfg):
+            b = float("-inf")
+        win = 1.0 if c > b else 0.5 if c == b else 0.0
+        row = rows.setdefault(p.format, {"pairs": 0, "wins": 0.0, "kinds": {}, "teacher_pairs": 0,
+                                         "teacher_wins": 0.0})
+        k = row["kinds"].setdefault(p.kind, {"pairs": 0, "wins": 0.0, "teacher_pairs": 0, "teacher_wins": 0.0})
+        for r in (row, k):
+            r["pairs"] += 1
+            r["wins"] += win
+        t = teacher.get(i)
+        if t is not None:
+            tw = 1.0 if t[0] > t[1] else 0.5 if t[0] == t[1] else 0.0
+            for r in (row, k):
+                r["teacher_pairs"] += 1
+                r["teacher_wins"] += tw
+    out: dict[str, Any] = {"per_format": {}, "pairs": len(pairs), "seed": seed, "fingerprint": fp,
+                           "teacher": "asked" if with_teacher else "cache only"}
+    for fmt, row in sorted(rows.items()):
+        out["per_format"][fmt] = {
+            "pairs": row["pairs"], "accuracy": row["wins"] / row["pairs"],
+            "teacher_pairs": row["teacher_pairs"],
+            "teacher_accuracy": row["teacher_wins"] / row["teacher_pairs"] if row["teacher_pairs"] else None,
+            "by_kind": {k: {"pairs": v["pairs"], "accuracy": v["wins"] / v["pairs"],
+                            "teacher_accuracy": v["teacher_wins"] / v["teacher_pairs"] if v["teacher_pairs"]
+                            else None} for k, v in sorted(row["kinds"].items())},
+        }
+    write_json(path, out)
+    return {**out, "skipped": False}
+
+
+def _teacher_scores(cfg: MiraConfig, ws: Workspace, pairs: list[Pair], ask: bool,
+                    reporter: Reporter) -> dict[int, tuple[float, float]]:
+    """Pair index -> (clean, corrupted) mean teacher score on the general check anchors; cache-only unless asked."""
+    from ..teacher.check import CHECK_ANCHORS
+    from ..teacher.client import Teacher
+
+    tcfg = cfg.teacher if ask else cfg.teacher.model_copy(update={"backend": "replay",
+                                                                   "replay_as": cfg.teacher.backend
+                                                                   if cfg.teacher.backend != "replay"
+                                                                   else cfg.teacher.replay_as})
+    teacher = Teacher(tcfg, ws, stage="check", tokenizer=cfg.tokenizer, base_dir=cfg.base_dir)
+    items = []
+    for i, p in enumerate(pairs):
+        items += [(p.clean_id, p.format, p.clean), (f"{p.clean_id}~{p.kind}~{i}", p.format, p.corrupted)]
+    try:
+        with reporter.task(f"check: teacher on {len(pairs)} pairs ({'asked' if ask else 'cache only'})",
+                           total=len(items)) as bar:
+            results = teacher.run(lambda rid, fmt, text: teacher.label(rid, fmt, text, CHECK_ANCHORS), items,
+                                  on_result=lambda r: bar.advance())
+    finally:
+        teacher.close()
+    out = {}
+    for i in range(len(pairs)):
+        a, b = results[2 * i], results[2 * i + 1]
+        if a.data is not None and b.data is not None:
+            out[i] = (sum(v["score"] for v in a.data.values()) / len(a.data),
+                      sum(v["score"] for v in b.data.values()) / len(b.data))
+    return out

@@ -1,0 +1,201 @@
+"""`mira prefilter`: cheap rules and dedup between ingest and group, so no model time is spent on what rules decide.
+
+Two passes. Per record shard, in parallel on the executor: every enabled rule of the record's format (see
+prefilter/rules.py) and the record's dedup keys (normalized-text hash, MinHash signature) go to
+``_work/prefilter/<source>/part-NNNNN.parquet``. Then one pass over all shards in config order decides exact and
+near duplicates and writes the sidecar every later stage reads, row-aligned with records/:
+``prefilter/<source>/part-NNNNN.parquet`` = id, drop, fired rules, their reasons, duplicate-of. Per source,
+input = kept + dropped, with a per-rule table in ``prefilter/summary.json``. Dropped records stay in records/ (a
+changed threshold never needs a re-ingest) and are excluded from every selection variant, like contamination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..config import MiraConfig, PrefilterConfig
+from ..errors import MiraError
+from ..executor import Executor, make_executor
+from ..io.shards import shard_writer
+from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
+from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
+from ..progress import Reporter
+from ..workspace import Counts, Workspace, read_json, write_json
+
+STAGE = "prefilter"
+BATCH = 256
+
+KEYS_SCHEMA = pa.schema([("id", pa.string()), ("flags", pa.string()), ("text_hash", pa.string()),
+                         ("minhash", pa.binary())])
+SIDECAR_SCHEMA = pa.schema([("id", pa.string()), ("drop", pa.bool_()), ("rules", pa.list_(pa.string())),
+                            ("reasons", pa.string()), ("dup_of", pa.string())])
+
+
+@dataclass(frozen=True)
+class RulesUnit:
+    source: str
+    shard: str
+    out: str
+    config: str  # PrefilterConfig as JSON (units must pickle cheaply to workers)
+    fingerprint: str
+
+
+@dataclass
+class PrefilterResult:
+    shards_done: int
+    shards_skipped: int
+    summary: dict[str, Any]
+    seconds: float
+
+
+def rules_shard(unit: RulesUnit) -> Counts:
+    """Rules and dedup keys of one record shard."""
+    cfg = PrefilterConfig.model_validate_json(unit.config)
+    nd = cfg.rules.near_dup
+    n = 0
+    with shard_writer(Path(unit.out), KEYS_SCHEMA) as w:
+        for batch in pq.ParquetFile(unit.shard).iter_batches(batch_size=BATCH, columns=["id", "format", "text"]):
+            ids, fmts, texts = (batch.column(c).to_pylist() for c in ("id", "format", "text"))
+            flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
+            sig = signatures(texts, nd.ngram, nd.num_perm) if nd.action != "off" else np.zeros((len(ids), 0),
+                                                                                                np.uint32)
+            w.write_table(pa.table({"id": ids, "flags": flags, "text_hash": [text_hash(t) for t in texts],
+                                    "minhash": [row.tobytes() for row in sig]}, schema=KEYS_SCHEMA))
+            n += len(ids)
+    return Counts(n, n, 0, 0)
+
+
+def prefilter_path(ws: Workspace, source: str, shard: Path) -> Path:
+    return ws.root / "prefilter" / source / shard.name
+
+
+def logic_version() -> str:
+    """Hash of the rule and dedup code: a changed rule redoes the shards it ran on, not only a changed config."""
+    from ..prefilter import dedup, rules
+
+    return hashlib.sha256(Path(rules.__file__).read_bytes() + Path(dedup.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class PrefilterStage:
+    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, executor: Executor | None = None,
+                 reporter: Reporter | None = None):
+        self.cfg = cfg
+        self.ws = ws or Workspace(cfg.workspace_path)
+        self.executor = executor
+        self.reporter = reporter or Reporter()
+
+    def plan(self) -> list[RulesUnit]:
+        if not self.ws.manifest_path.exists():
+            raise MiraError("nothing ingested yet: run `mira ingest` first")
+        conf = self.cfg.prefilter.model_dump_json()
+        logic = logic_version()
+        units = []
+        for source in self.cfg.source_names:
+            for shard in self.ws.record_shards(source):
+                fp = hashlib.sha256(f"{conf}\0{logic}\0{_file_digest(shard)}".encode()).hexdigest()[:16]
+                units.append(RulesUnit(source, str(shard), str(self.ws.work_dir(STAGE, source) / shard.name),
+                                       conf, fp))
+        return units
+
+    def run(self, force: bool = False) -> PrefilterResult:
+        start = time.monotonic()
+        units = self.plan()
+        todo = [u for u in units if force or not self._current(u)]
+        if todo:
+            executor = self.executor or make_executor(self.cfg.executor)
+            total = sum(pq.ParquetFile(u.shard).metadata.num_rows for u in todo)
+            try:
+                with self.reporter.task(f"prefilter: rules on {len(todo)} shard(s)", total=total) as bar:
+                    for unit, counts in executor.map_unordered(rules_shard, todo):
+                        self.ws.mark_done(STAGE, self._key(unit), counts, fingerprint=unit.fingerprint)
+                        bar.advance(counts.n_in)
+            finally:
+                if self.executor is None:
+                    executor.close()
+        fp = hashlib.sha256("".join(u.fingerprint for u in units).encode()).hexdigest()[:16]
+        summary_path = self.ws.root / "prefilter" / "summary.json"
+        if not force and not todo and summary_path.exists() and read_json(summary_path).get("fingerprint") == fp:
+            summary = read_json(summary_path)
+        else:
+            summary = self._decide(units, fp)
+        return PrefilterResult(len(todo), len(units) - len(todo), summary, time.monotonic() - start)
+
+    def _key(self, unit: RulesUnit) -> str:
+        return f"{unit.source}/{Path(unit.shard).stem}"
+
+    def _current(self, unit: RulesUnit) -> bool:
+        key = self._key(unit)
+        return (self.ws.is_done(STAGE, key) and Path(unit.out).exists()
+                and self.ws.read_marker(STAGE, key).get("fingerprint") == unit.fingerprint)
+
+    def _decide(self, units: list[RulesUnit], fp: str) -> dict[str, Any]:
+        """The global pass, in config order: dedup verdicts, drop decisions, sidecars, per-source rule table."""
+        rules = self.cfg.prefilter.rules
+        action = {name: getattr(rules, name).action for name in (*RULES, *DEDUP_RULES)}
+        nd = rules.near_dup
+        index = DuplicateIndex(nd.threshold, nd.num_perm, near=nd.action != "off")
+        per_source: dict[str, dict[str, Any]] = {}
+        with self.reporter.task(f"prefilter: dedup and decide over {len(units)} shard(s)", total=len(units)) as bar:
+            for unit in units:
+                row = per_source.setdefault(unit.source, {"input": 0, "kept": 0, "dropped": 0, "fired": {},
+                                                          "dropped_by": {}})
+                keys = pq.read_table(unit.out)
+                out = {"id": [], "drop": [], "rules": [], "reasons": [], "dup_of": []}
+                for rid, flags, h, sig in zip(*(keys.column(c).to_pylist() for c in KEYS_SCHEMA.names)):
+                    reasons = orjson.loads(flags)
+                    exact, near = index.add(rid, h, np.frombuffer(sig, np.uint32))
+                    if exact and action["exact_dup"] != "off":
+                        reasons["exact_dup"] = f"same text as {exact}"
+                    if near:
+                        reasons["near_dup"] = f"near-duplicate of {near}"
+                    fired = sorted(reasons)
+                    drop = any(action[r] == "drop" for r in fired)
+                    row["input"] += 1
+                    row["dropped" if drop else "kept"] += 1
+                    for r in fired:
+                        row["fired"][r] = row["fired"].get(r, 0) + 1
+                        if action[r] == "drop":
+                            row["dropped_by"][r] = row["dropped_by"].get(r, 0) + 1
+                    for k, v in (("id", rid), ("drop", drop), ("rules", fired),
+                                 ("reasons", orjson.dumps(reasons).decode()), ("dup_of", exact or near or "")):
+                        out[k].append(v)
+                with shard_writer(prefilter_path(self.ws, unit.source, Path(unit.shard)), SIDECAR_SCHEMA) as w:
+                    w.write_table(pa.table(out, schema=SIDECAR_SCHEMA))
+                bar.advance()
+        for name, row in per_source.items():
+            if row["input"] != row["kept"] + row["dropped"]:
+                raise AssertionError(f"prefilter {name}: input {row['input']} != kept + dropped")
+        summary = {"fingerprint": fp, "actions": action, "sources": per_source,
+                   "near_dup_clusters": len(index.clusters),
+                   "totals": {k: sum(r[k] for r in per_source.values()) for k in ("input", "kept", "dropped")}}
+        write_json(self.ws.root / "prefilter" / "summary.json", summary)
+        return summary
+
+
+def dropped_mask(ws: Workspace, source: str, shard: Path, ids: list[str]) -> np.ndarray:
+    """Which records of a record shard the prefilter dropped (all False when it has not run). The sidecar must
+    list the same ids in the same order; anything else is a stale sidecar and an error naming it."""
+    path = prefilter_path(ws, source, shard)
+    if not path.exists():
+        return np.zeros(len(ids), bool)
+    t = pq.read_table(path, columns=["id", "drop"])
+    if t.column("id").to_pylist() != ids:
+        raise MiraError(f"{path} does not match its record shard {shard} (ids differ): run `mira prefilter` again")
+    return t.column("drop").to_numpy(zero_copy_only=False).astype(bool)

@@ -1,0 +1,142 @@
+"""Units of the rubric → label chain: length-stratified sampling, anchor choice after labeling, merging of
+near-duplicate anchors, and the scores-only answer format (schema, validation, expected-score read-out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from mira_select.io.shards import write_table
+from mira_select.sampling import _quantile_edges, length_bin, length_stratified_sample, round_robin_sample
+from mira_select.stages.discover import merge_anchors
+from mira_select.stages.label import choose_anchors, label_table, write_splits
+from mira_select.teacher.prompts import PromptBuilder, rubric_line
+from mira_select.teacher.schema import expected_scores, scores_only_schema, validate_scores
+from mira_select.teacher.types import Anchor
+from mira_select.workspace import Workspace
+
+
+def _ws_with_lengths(tmp_path, sizes: dict[str, list[int]]) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    for source, lengths in sizes.items():
+        rows = [{"id": f"{source}-{i}", "source": source, "format": "text", "text": "w " * n, "n_tokens": n}
+                for i, n in enumerate(lengths)]
+        write_table(ws.records_dir(source) / "part-00000.parquet", pa.Table.from_pylist(rows))
+    return ws
+
+
+def test_length_stratified_sample_covers_every_source_and_length_bin(tmp_path):
+    rng = np.random.default_rng(0)
+    # a source that is mostly short with a thin long tail: a uniform sample of 10 rarely sees the tail
+    sizes = {"skewed": sorted(rng.integers(5, 20, 190).tolist() + rng.integers(2000, 4000, 10).tolist()),
+             "even": list(range(10, 2010, 10)), "tiny": [7, 8, 9]}
+    ws = _ws_with_lengths(tmp_path, sizes)
+    out = length_stratified_sample(ws, list(sizes), n=24, seed=3, bins=4)
+    assert len(out) == 24 and len({r.id for r in out}) == 24
+    by_source = {s: [r for r in out if r.source == s] for s in sizes}
+    assert len(by_source["tiny"]) == 3  # a short source gives what it has, the others fill in
+    for s in ("skewed", "even"):
+        edges = _quantile_edges(sizes[s], 4)
+        assert {length_bin(r.n_tokens, edges) for r in by_source[s]} == set(range(len(edges) + 1)), s
+    even = sorted(r.n_tokens for r in by_source["even"])
+    assert even[0] < 510 and even[-1] > 1510  # the source's lowest and highest quartiles are both in
+    again = length_stratified_sample(ws, list(sizes), n=24, seed=3, bins=4)
+    assert [r.id for r in again] == [r.id for r in out]
+    assert len(round_robin_sample(ws, list(sizes), n=24, seed=3)) == 24
+
+
+def _labels(scores: dict[str, list[float]], twin: list[str] | None = None) -> pa.Table:
+    anchors = [Anchor(a, a, "d") for a in scores]
+    n = len(next(iter(scores.values())))
+    rows = [{"id": f"r{i}", "source": "s" if i % 2 else "t", "format": "text", "n_tokens": 10,
+             "twin": (twin or [""] * n)[i], "twin_text": "", "readout": "expected", "model": "m", "prompt_hash": "p",
+             **{f"score:{a}": v[i] for a, v in scores.items()}, **{f"greedy:{a}": int(v[i]) for a, v in scores.items()},
+             **{f"rationale:{a}": "" for a in scores}, **{f"evidence:{a}": "" for a in scores}} for i in range(n)]
+    return label_table(rows, anchors)
+
+
+def test_choose_anchors_drops_constant_ones_and_refills_from_spares():
+    varied = [float(i % 10) for i in range(40)]
+    flat = [10.0] * 39 + [9.0]
+    table = _labels({"a01": varied, "a02": flat, "a03": varied[::-1], "a04": varied, "a05": flat})
+    anchors = [Anchor(a, a, "d") for a in ("a01", "a02", "a03", "a04", "a05")]
+    choice = choose_anchors(table, anchors, {"combined": 3}, min_std=0.5, end_flag=0.6)
+    assert choice["active"] == ["a01", "a03", "a04"]  # a04 was a spare; it replaces the constant a02
+    assert "does not discriminate" in choice["dropped"]["a02"] and "a05" in choice["dropped"]
+    assert choice["stats"]["a02"]["top_share"] == 1.0 and choice["stats"]["a02"]["end_flag"]
+    assert not choice["stats"]["a01"]["end_flag"]
+    # nothing varies: the part keeps its most varied anchor rather than none
+    only_flat = _labels({"a01": flat, "a02": [5.0] * 39 + [0.0]})
+    c2 = choose_anchors(only_flat, [Anchor("a01", "x", "d"), Anchor("a02", "y", "d")], {"combined": 2}, 0.5, 0.6)
+    assert c2["active"] == ["a02"]
+    assert choose_anchors(table, anchors, {"combined": 3}, 0.5, 0.6, drop=False)["active"] == [a.id for a in anchors]
+
+
+def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):
+    scores = [float(i % 10) for i in range(20)] + [0.0] * 20
+    table = _labels({"a01": scores}, twin=[""] * 20 + ["splice_spam"] * 20)
+    choice = choose_anchors(table, [Anchor("a01", "x", "d")], {"combined": 1}, 0.5, 0.6)
+    assert choice["stats"]["a01"]["n"] == 20 and choice["stats"]["a01"]["bottom_share"] == 0.2
+    split = write_splits(tmp_path, table, val_share=0.5, min_val=5)
+    assert all(split[f"r{i}"] == "train" for i in range(20, 40))
+    assert sum(split[f"r{i}"] == "val" for i in range(20)) == 10
+
+
+class _Embedder:
+    """Bag-of-words vectors: two definitions with the same words embed identically."""
+
+    def encode(self, texts):
+        vocab = sorted({w for t in texts for w in t.lower().replace(":", " ").split()})
+        return np.array([[t.lower().replace(":", " ").split().count(w) for w in vocab] for t in texts], float)
+
+
+def _written(name, definition, size):
+    return {"name": name, "definition": definition, "cluster_size": size, "merged": [],
+            "_members": np.arange(size)}
+
+
+def test_merge_anchors_folds_same_name_and_near_same_meaning():
+    written = [_written("Correctness", "the answer is correct", 9),
+               _written("Correctness", "is the output right", 7),  # same name
+               _written("Correct answer", "the answer is correct", 5),  # near-same name + definition
+               _written("Readability", "the code is easy to read", 4),
+               _written("Tool choice", "the right tool is called for each step", 3)]
+    kept = merge_anchors(written, _Embedder(), threshold=0.8, limit=2)
+    assert [k["name"] for k in kept] == ["Correctness", "Readability"]
+    assert kept[0]["merged"] == ["Correctness", "Correct answer"] and kept[0]["cluster_size"] == 21
+    assert len(kept[0]["_members"]) == 21
+
+
+def test_scores_only_answer_round_trip_and_expected_read_out():
+    anchors = [Anchor("a01", "Clarity", "d", levels=("bad", "ok", "great")), Anchor("a02", "Depth", "d")]
+    schema = scores_only_schema(anchors)
+    assert schema["required"] == ["a01", "a02"] and schema["properties"]["a01"]["enum"][-1] == 10
+    text = '{"a01": 10, "a02": 3}'
+    data, problems = validate_scores(text, anchors)
+    assert not problems and data["a01"]["score"] == 10
+    probs = [(8, {"1": 0.8, "9": 0.2}), (9, {"0": 0.75}), (19, {"3": 0.5, "4": 0.5})]
+    exp = expected_scores(text, anchors, data, probs)
+    assert abs(exp["a01"] - (0.8 * (0.75 * 10 + 0.25 * 1) + 0.2 * 9)) < 1e-3 and exp["a02"] == 3.5
+    assert "0 = bad 5 = ok 10 = great" in rubric_line(anchors[0]) and " 0 = " not in rubric_line(anchors[1])
+    req = PromptBuilder(secret=b"k" * 32).label("text", "r1", "some text", anchors)
+    assert req.score_ids == ("a01", "a02") and "score_ids" in req.cache_fields()
+    assert "great" in req.messages[0]["content"] and "some text" in req.messages[1]["content"]
+    assert "score_ids" not in PromptBuilder(secret=b"k" * 32).judge("text", "r1", "x").cache_fields()
+
+
+def test_judge_prompt_names_no_dimensions():
+    """The judge prompt describes the kind of record only; the rubric must come from the teacher's judgments."""
+    pb = PromptBuilder(secret=b"k" * 32)
+    for fmt in ("text", "code", "qa", "qa_think", "agent"):
+        system = pb.judge(fmt, "r", "x").messages[0]["content"].lower()
+        for word in ("readability", "correctness", "clarity", "idiomatic", "tool call", "efficiency", "depth",
+                     "accuracy", "boilerplate", "error"):
+            assert word not in system, (fmt, word)
+
+
+def test_length_stratified_samples_are_nested(tmp_path):
+    """Raising records_per_group must only add labels (the teacher cache answers the earlier ones)."""
+    ws = _ws_with_lengths(tmp_path, {"a": list(range(1, 300)), "b": list(range(5, 905, 3)), "c": [4, 5, 6]})
+    small = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=30, seed=1)]
+    large = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=120, seed=1)]
+    assert large[:30] == small and len(set(large)) == 120
