@@ -9,6 +9,7 @@ the counts, so ``in == kept + dropped + quarantined`` is checked before anything
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -142,3 +143,12 @@ class Workspace:
 
     def manifest(self) -> dict[str, Any]:
         return read_json(self.manifest_path)
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of a file (what a unit's freshness rests on: not its name, size or time)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -37,6 +37,12 @@ def _torch():
     return torch
 
 
+def device():
+    """CUDA when a GPU is visible (the bigger proxy specs are meant for one), else the CPU (the default here)."""
+    torch = _torch()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def build_model(spec: ProxySpec):
     torch = _torch()
     nn = torch.nn
@@ -54,8 +60,8 @@ def build_model(spec: ProxySpec):
 
         def forward(self, x):
             n = x.shape[1]
-            mask = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
-            h = self.tok(x) + self.pos(torch.arange(n))
+            mask = torch.triu(torch.full((n, n), float("-inf"), device=x.device), diagonal=1)
+            h = self.tok(x) + self.pos(torch.arange(n, device=x.device))
             return self.head(self.norm(self.blocks(h, mask=mask, is_causal=True)))
 
     return TinyGPT()
@@ -81,20 +87,21 @@ def training_stream(texts: list[str], n_bytes: int, seed: int) -> np.ndarray:
 def train(stream: np.ndarray, spec: ProxySpec, seed: int):
     torch = _torch()
     torch.manual_seed(seed)
-    model = build_model(spec)
+    dev = device()
+    model = build_model(spec).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
     rng = np.random.default_rng(seed + 1)
     steps = max(1, len(stream) // (spec.batch * spec.context))
     warm = max(1, steps // 20)
-    data = torch.from_numpy(stream)
+    data = torch.from_numpy(stream).to(dev)
     model.train()
     for step in range(steps):
         lr = spec.lr * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        starts = rng.integers(0, len(stream) - spec.context - 1, size=spec.batch)
-        x = torch.stack([data[s: s + spec.context] for s in starts])
-        y = torch.stack([data[s + 1: s + spec.context + 1] for s in starts])
+        starts = torch.from_numpy(rng.integers(0, len(stream) - spec.context - 1, size=spec.batch)).to(dev)
+        offsets = starts[:, None] + torch.arange(spec.context, device=dev)[None, :]
+        x, y = data[offsets], data[offsets + 1]
         loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 257), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -117,14 +124,16 @@ def continuation_loss(model, prompt: str, target: str, context: int, batch: int 
         lo = max(0, end - 1 - context)
         windows.append((full[lo:end - 1], start - 1 - lo, full[start:end]))
     total, n = 0.0, 0
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for b in range(0, len(windows), batch):
             chunk = windows[b:b + batch]
             width = max(len(x) for x, _, _ in chunk)
-            x = torch.tensor([x + [0] * (width - len(x)) for x, _, _ in chunk])
-            logp = torch.log_softmax(model(x), dim=-1)
-            for row, (_, off, tgt) in enumerate(chunk):
-                idx = torch.arange(off, off + len(tgt))
-                total -= float(logp[row, idx, torch.tensor(tgt)].sum())
-                n += len(tgt)
+            x = torch.tensor([x + [0] * (width - len(x)) for x, _, _ in chunk], device=dev)
+            logp = torch.log_softmax(model(x).float(), dim=-1)
+            rows = torch.cat([torch.full((len(t),), r, dtype=torch.long) for r, (_, _, t) in enumerate(chunk)])
+            cols = torch.cat([torch.arange(off, off + len(t)) for _, off, t in chunk])
+            tgts = torch.tensor([v for _, _, t in chunk for v in t])
+            total -= float(logp[rows.to(dev), cols.to(dev), tgts.to(dev)].sum())
+            n += len(tgts)
     return total, n

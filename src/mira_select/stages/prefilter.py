@@ -29,7 +29,7 @@ from ..io.shards import shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
 from ..progress import Reporter
-from ..workspace import Counts, Workspace, read_json, write_json
+from ..workspace import Counts, Workspace, file_digest, read_json, write_json
 
 STAGE = "prefilter"
 BATCH = 256
@@ -85,14 +85,6 @@ def logic_version() -> str:
     return hashlib.sha256(Path(rules.__file__).read_bytes() + Path(dedup.__file__).read_bytes()).hexdigest()[:12]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 class PrefilterStage:
     def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, executor: Executor | None = None,
                  reporter: Reporter | None = None):
@@ -109,7 +101,7 @@ class PrefilterStage:
         units = []
         for source in self.cfg.source_names:
             for shard in self.ws.record_shards(source):
-                fp = hashlib.sha256(f"{conf}\0{logic}\0{_file_digest(shard)}".encode()).hexdigest()[:16]
+                fp = hashlib.sha256(f"{conf}\0{logic}\0{file_digest(shard)}".encode()).hexdigest()[:16]
                 units.append(RulesUnit(source, str(shard), str(self.ws.work_dir(STAGE, source) / shard.name),
                                        conf, fp))
         return units

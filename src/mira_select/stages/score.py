@@ -23,7 +23,7 @@ from ..config import MiraConfig
 from ..executor import Executor, make_executor
 from ..progress import Reporter
 from ..io.shards import shard_writer
-from ..workspace import Counts, Workspace
+from ..workspace import Counts, Workspace, file_digest
 from .discover import group_members
 from .train import load_student_bundle, student_dir
 
@@ -107,8 +107,10 @@ class ScoreStage:
             fp = scorer_fingerprint(self.ws, group, sc.trim)
             for source in sources:
                 for shard in self.ws.record_shards(source):
+                    # the unit is current only for this student AND this content of the record shard
+                    unit_fp = hashlib.sha256(f"{fp}:{file_digest(shard)}".encode()).hexdigest()[:16]
                     units.append(ScoreUnit(str(self.ws.root), source, group, str(shard),
-                                           str(score_path(self.ws, source, shard)), sc.trim, sc.batch, fp))
+                                           str(score_path(self.ws, source, shard)), sc.trim, sc.batch, unit_fp))
         return units
 
     def _key(self, unit: ScoreUnit) -> str:
