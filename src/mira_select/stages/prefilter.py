@@ -22,14 +22,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import MiraConfig, PrefilterConfig
+from ..config import PrefilterConfig
 from ..errors import MiraError
-from ..executor import Executor, make_executor
 from ..io.shards import shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
-from ..progress import Reporter
 from ..workspace import Counts, Workspace, file_digest, read_json, write_json
+from .shard_stage import ShardStage
 
 STAGE = "prefilter"
 BATCH = 256
@@ -85,13 +84,8 @@ def logic_version() -> str:
     return hashlib.sha256(Path(rules.__file__).read_bytes() + Path(dedup.__file__).read_bytes()).hexdigest()[:12]
 
 
-class PrefilterStage:
-    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, executor: Executor | None = None,
-                 reporter: Reporter | None = None):
-        self.cfg = cfg
-        self.ws = ws or Workspace(cfg.workspace_path)
-        self.executor = executor
-        self.reporter = reporter or Reporter()
+class PrefilterStage(ShardStage):
+    stage = STAGE
 
     def plan(self) -> list[RulesUnit]:
         if not self.ws.manifest_path.exists():
@@ -109,18 +103,8 @@ class PrefilterStage:
     def run(self, force: bool = False) -> PrefilterResult:
         start = time.monotonic()
         units = self.plan()
-        todo = [u for u in units if force or not self._current(u)]
-        if todo:
-            executor = self.executor or make_executor(self.cfg.executor)
-            total = sum(pq.ParquetFile(u.shard).metadata.num_rows for u in todo)
-            try:
-                with self.reporter.task(f"prefilter: rules on {len(todo)} shard(s)", total=total) as bar:
-                    for unit, counts in executor.map_unordered(rules_shard, todo):
-                        self.ws.mark_done(STAGE, self._key(unit), counts, fingerprint=unit.fingerprint)
-                        bar.advance(counts.n_in)
-            finally:
-                if self.executor is None:
-                    executor.close()
+        todo = [u for u in units if force or not self.current(u)]
+        self.run_units(rules_shard, todo, f"prefilter: rules on {len(todo)} shard(s)")
         fp = hashlib.sha256("".join(u.fingerprint for u in units).encode()).hexdigest()[:16]
         summary_path = self.ws.root / "prefilter" / "summary.json"
         if not force and not todo and summary_path.exists() and read_json(summary_path).get("fingerprint") == fp:
@@ -128,14 +112,6 @@ class PrefilterStage:
         else:
             summary = self._decide(units, fp)
         return PrefilterResult(len(todo), len(units) - len(todo), summary, time.monotonic() - start)
-
-    def _key(self, unit: RulesUnit) -> str:
-        return f"{unit.source}/{Path(unit.shard).stem}"
-
-    def _current(self, unit: RulesUnit) -> bool:
-        key = self._key(unit)
-        return (self.ws.is_done(STAGE, key) and Path(unit.out).exists()
-                and self.ws.read_marker(STAGE, key).get("fingerprint") == unit.fingerprint)
 
     def _decide(self, units: list[RulesUnit], fp: str) -> dict[str, Any]:
         """The global pass, in config order: dedup verdicts, drop decisions, sidecars, per-source rule table."""

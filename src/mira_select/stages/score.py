@@ -19,12 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..aggregate import trimmed_score
-from ..config import MiraConfig
-from ..executor import Executor, make_executor
-from ..progress import Reporter
 from ..io.shards import shard_writer
 from ..workspace import Counts, Workspace, file_digest
 from .discover import group_members
+from .shard_stage import ShardStage
 from .train import load_student_bundle, student_dir
 
 STAGE = "score"
@@ -92,13 +90,8 @@ def scorer_fingerprint(ws: Workspace, group: str, trim: float) -> str:
     return h.hexdigest()[:16]
 
 
-class ScoreStage:
-    def __init__(self, cfg: MiraConfig, ws: Workspace | None = None, executor: Executor | None = None,
-                 reporter: Reporter | None = None):
-        self.cfg = cfg
-        self.ws = ws or Workspace(cfg.workspace_path)
-        self.executor = executor
-        self.reporter = reporter or Reporter()
+class ScoreStage(ShardStage):
+    stage = STAGE
 
     def plan(self) -> list[ScoreUnit]:
         sc = self.cfg.student
@@ -113,30 +106,9 @@ class ScoreStage:
                                            str(score_path(self.ws, source, shard)), sc.trim, sc.batch, unit_fp))
         return units
 
-    def _key(self, unit: ScoreUnit) -> str:
-        return f"{unit.source}/{Path(unit.shard).stem}"
-
     def run(self, force: bool = False) -> ScoreResult:
         start = time.monotonic()
         units = self.plan()
-        todo = [u for u in units if force or not self._current(u)]
-        records = 0
-        if todo:
-            executor = self.executor or make_executor(self.cfg.executor)
-            total = sum(pq.ParquetFile(u.shard).metadata.num_rows for u in todo)
-            try:
-                with self.reporter.task(f"score {len(todo)} shard(s)", total=total) as bar:
-                    for unit, counts in executor.map_unordered(score_shard, todo):
-                        self.ws.mark_done(STAGE, self._key(unit), counts, fingerprint=unit.fingerprint,
-                                          group=unit.group)
-                        records += counts.n_in
-                        bar.advance(counts.n_in)
-            finally:
-                if self.executor is None:
-                    executor.close()
+        todo = [u for u in units if force or not self.current(u)]
+        records = self.run_units(score_shard, todo, f"score {len(todo)} shard(s)", lambda u: {"group": u.group})
         return ScoreResult(len(todo), len(units) - len(todo), records, time.monotonic() - start)
-
-    def _current(self, unit: ScoreUnit) -> bool:
-        key = self._key(unit)
-        return (self.ws.is_done(STAGE, key) and Path(unit.out).exists()
-                and self.ws.read_marker(STAGE, key).get("fingerprint") == unit.fingerprint)
