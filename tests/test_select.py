@@ -318,3 +318,30 @@ def test_new_input_file_that_sorts_first_rescores_the_shifted_shards(tmp_path):
         score_of.update(zip(t.column("id").to_pylist(), t.column("score").to_pylist()))
     mine = [r for r in kept if r["source"] == source]
     assert mine and all(abs(r["score"] - score_of[r["id"]]) < 1e-6 for r in mine)  # every record its own score
+
+
+def test_length_residual_and_temperature_adjust_the_ranking_not_the_budget(tmp_path):
+    from mira_select.baselines.scorers import make_scorer
+    from mira_select.config import parse_config
+    from mira_select.workspace import Workspace
+
+    cfg = parse_config("workspace: ws\nsources: [{name: a, paths: [x]}]\nbudget: {temperature: 0.5}\n",
+                       where="m.yaml", base_dir=tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(10, 5000, 400)
+    quality = rng.normal(0, 1, 400)
+    score = 5 + 0.8 * np.log(tokens) + quality  # a score that mostly follows length
+    plain = make_scorer("group", cfg, ws, ["a"]).adjust("g", score, tokens)
+    resid = make_scorer("group-len", cfg, ws, ["a"]).adjust("g", score, tokens)
+    from scipy.stats import spearmanr
+
+    assert spearmanr(plain, tokens).statistic > 0.5 and abs(spearmanr(resid, tokens).statistic) < 0.1
+    assert spearmanr(resid, quality).statistic > 0.95  # what is left is the part length does not explain
+    temp = make_scorer("group-temp", cfg, ws, ["a"])
+    a, b = temp.adjust("g", score, tokens), temp.adjust("g", score, tokens)
+    assert np.array_equal(a, b) and not np.array_equal(np.argsort(a), np.argsort(score))  # seeded, and sampled
+    for key in (plain, resid, a):
+        keep = budget_mask(key, tokens, 0.5)
+        kept = tokens[keep].sum()
+        assert 0.5 * tokens.sum() <= kept < 0.5 * tokens.sum() + tokens.max()  # same exact token accounting

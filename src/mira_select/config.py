@@ -184,12 +184,20 @@ class StudentConfig(_Strict):
     batch: int = Field(512, gt=0, description="records scored per student call")
 
 
-SelectionVariant = Literal["group", "source", "global", "random", "ppl", "dsir", "dataman", "full"]
+SelectionVariant = Literal["group", "source", "global", "group-len", "group-temp", "group-noprefilter", "random",
+                           "ppl", "dsir", "dataman", "full"]
 
 
 class BudgetConfig(_Strict):
     fraction: float = Field(0.5, gt=0, le=1)
     variant: Literal["group", "source", "global"] = "group"
+    method: Literal["top", "temperature"] = Field(
+        "top", description="top: best scores first; temperature: sample without replacement with the scores as "
+                           "logits (Gumbel top-k), same exact token accounting")
+    temperature: float = Field(1.0, gt=0, description="temperature of `method: temperature` (score points)")
+    length_residual: bool = Field(
+        False, description="take the length component out inside each unit: rank by the residual of the score "
+                           "regressed on log tokens")
     seed: int = 0
     compare: list[SelectionVariant] = Field(
         default_factory=lambda: ["source", "global"],

@@ -27,8 +27,11 @@ from ..holdout import id_buckets, reference_mask
 from ..workspace import Workspace
 
 MIRA_VARIANTS = ("group", "source", "global")
+# MIRA-Group with one selection setting changed, for the eval table: length taken out, temperature sampling, and
+# the prefilter's drop decisions ignored
+MIRA_ABLATIONS = ("group-len", "group-temp", "group-noprefilter")
 BASELINES = ("random", "ppl", "dsir", "dataman", "full")
-VARIANTS = MIRA_VARIANTS + BASELINES
+VARIANTS = MIRA_VARIANTS + MIRA_ABLATIONS + BASELINES
 
 
 class VariantScorer:
@@ -46,11 +49,37 @@ class VariantScorer:
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
         raise NotImplementedError
 
+    def adjust(self, unit: str, score: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The ranking key inside one budget unit (default: the score itself)."""
+        return score
+
+    uses_prefilter = True  # whether the prefilter's drop decisions exclude records
+
 
 class MiraScorer(VariantScorer):
-    def __init__(self, cfg, ws, sources, unit: str):
+    def __init__(self, cfg, ws, sources, unit: str, method: str | None = None, length_residual: bool | None = None,
+                 uses_prefilter: bool = True):
         super().__init__(cfg, ws, sources)
         self.unit = unit
+        b = cfg.budget
+        self.method = method or b.method
+        self.length_residual = b.length_residual if length_residual is None else length_residual
+        self.uses_prefilter = uses_prefilter
+
+    def adjust(self, unit: str, score: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        key = np.asarray(score, dtype=np.float64)
+        if self.length_residual and len(key) > 2:
+            # residual of score ~ a + b log(tokens): within the unit, length no longer decides the cut
+            x = np.log1p(np.asarray(tokens, dtype=np.float64))
+            ok = ~np.isnan(key)
+            if ok.sum() > 2 and np.ptp(x[ok]) > 0:
+                slope = np.polyfit(x[ok], key[ok], 1)[0]
+                key = key - slope * x
+        if self.method == "temperature":
+            # Gumbel top-k = sampling without replacement with probability ~ exp(score / T); seeded per unit
+            seed = int.from_bytes(hashlib.sha256(f"{self.cfg.budget.seed}:{unit}".encode()).digest()[:8], "little")
+            key = key / self.cfg.budget.temperature + np.random.default_rng(seed).gumbel(size=len(key))
+        return key
 
     def fingerprint(self) -> str:
         from ..stages.score import STAGE
@@ -61,6 +90,8 @@ class MiraScorer(VariantScorer):
                 key = f"{source}/{shard.stem}"
                 if self.ws.is_done(STAGE, key):
                     h.update(f"{key}:{self.ws.read_marker(STAGE, key).get('fingerprint')}".encode())
+        h.update(f"{self.method}:{self.cfg.budget.temperature}:{self.cfg.budget.seed}:{self.length_residual}:"
+                 f"{self.uses_prefilter}".encode())
         return h.hexdigest()[:16]
 
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
@@ -164,6 +195,12 @@ class FullScorer(VariantScorer):
 def make_scorer(variant: str, cfg: MiraConfig, ws: Workspace, sources: list[str]) -> VariantScorer:
     if variant in MIRA_VARIANTS:
         return MiraScorer(cfg, ws, sources, variant)
+    if variant == "group-len":
+        return MiraScorer(cfg, ws, sources, "group", length_residual=True)
+    if variant == "group-temp":
+        return MiraScorer(cfg, ws, sources, "group", method="temperature")
+    if variant == "group-noprefilter":
+        return MiraScorer(cfg, ws, sources, "group", uses_prefilter=False)
     table = {"random": RandomScorer, "ppl": PplScorer, "dsir": DsirScorer, "dataman": DatamanScorer,
              "full": FullScorer}
     if variant not in table:

@@ -67,7 +67,8 @@ def budget_mask(score: np.ndarray, tokens: np.ndarray, fraction: float) -> np.nd
     return keep
 
 
-def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fraction: float
+def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fraction: float,
+                 adjust: Callable[[str, np.ndarray, np.ndarray], np.ndarray] = lambda u, s, t: s
                  ) -> tuple[list[np.ndarray], dict[str, dict[str, Any]]]:
     """Apply the budget per unit; -> (keep mask per shard, per-unit accounting)."""
     members: dict[str, list[int]] = {}
@@ -80,7 +81,7 @@ def select_units(shards: list[ScoreShard], unit_of: Callable[[str], str], fracti
         tokens = np.concatenate([shards[i].tokens for i in idx]).astype(np.int64)
         excluded = np.concatenate([shards[i].excluded for i in idx])
         mask = np.zeros(len(score), dtype=bool)
-        mask[~excluded] = budget_mask(score[~excluded], tokens[~excluded], fraction)
+        mask[~excluded] = budget_mask(adjust(unit, score[~excluded], tokens[~excluded]), tokens[~excluded], fraction)
         tokens = np.where(excluded, 0, tokens)
         offset = 0
         for i in idx:
@@ -105,7 +106,8 @@ def load_shards(cfg: MiraConfig, ws: Workspace, sources: list[str], scorer: Vari
             buckets = id_buckets(ids)
             excluded = (t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
                         | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets)
-                        | (dropped_mask(ws, source, shard, ids) if cfg.prefilter.enabled else False))
+                        | (dropped_mask(ws, source, shard, ids) if cfg.prefilter.enabled and scorer.uses_prefilter
+                           else False))
             score = np.asarray(scorer.scores(source, shard, ids), dtype=np.float64)
             out.append(ScoreShard(source, shard, score, t.column("n_tokens").to_numpy(zero_copy_only=False),
                                   excluded))
@@ -174,7 +176,7 @@ class SelectStage:
         scorer.prepare()
         shards = load_shards(self.cfg, self.ws, sources, scorer)
         unit_of = {"group": group_of.__getitem__, "source": lambda s: s, "global": lambda s: "all"}[scorer.unit]
-        keep, units = select_units(shards, unit_of, fraction)
+        keep, units = select_units(shards, unit_of, fraction, scorer.adjust)
         summary = summarize(variant, fraction, shards, keep, units, group_of)
         write_selection(self.ws, variant, shards, keep, summary)
         t = summary["totals"]
