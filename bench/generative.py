@@ -42,7 +42,7 @@ def export(ws_path: Path, out: Path) -> None:
 
 def run(data: Path, base: str | None, params: dict, json_out: Path | None, throughput: int = 0) -> None:
     from mira_select.aggregate import fidelity
-    from mira_select.students.base import make_student
+    from mira_select.students.registry import make_student
 
     table = pq.read_table(data).to_pylist()
     results = {}

@@ -38,7 +38,7 @@ from mira_select.config import load_config  # noqa: E402
 from mira_select.rubric import active_anchor_ids  # noqa: E402
 from mira_select.stages.group import load_groups  # noqa: E402
 from mira_select.stages.train import load_labeled  # noqa: E402
-from mira_select.students.base import make_student  # noqa: E402
+from mira_select.students.registry import make_student  # noqa: E402
 from mira_select.workspace import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

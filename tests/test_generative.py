@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from mira_select.errors import MiraError
-from mira_select.students.base import Student, make_student
+from mira_select.students.registry import load_student, make_student
 
 from .conftest import DEMO_CORPUS
 
@@ -74,5 +74,5 @@ def test_fine_tunes_on_teacher_json_and_reads_expected_scores(tmp_path):
     assert pred[~is_code, 1].mean() - pred[is_code, 1].mean() > 1.0, pred
     student.save(tmp_path / "s")
     assert (tmp_path / "s" / "lm" / "model.safetensors").exists()
-    again = Student.load(tmp_path / "s").predict(test_x)
+    again = load_student(tmp_path / "s").predict(test_x)
     np.testing.assert_allclose(again, pred, atol=0.05 if GPU else 1e-3)

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .cli_select import print_accounting
 from .config import load_config
 from .errors import MiraError
 
@@ -160,7 +161,7 @@ def discover(
                       f"judgment points ({state})")
         for note in rubric["notes"]:
             console.print(f"    [yellow]note:[/yellow] {note}", highlight=False)
-    _print_accounting(stage._teacher)
+    print_accounting(console, stage._teacher)
 
 
 @app.command()
@@ -178,7 +179,7 @@ def label(
     for group, c in result.counts.items():
         console.print(f"  [bold]{group}[/bold]: {c['labeled']} labeled ({c['train']} train / {c['val']} val), "
                       f"{c['dead']} dead-lettered of {c['sampled']} sampled")
-    _print_accounting(stage._teacher)
+    print_accounting(console, stage._teacher)
 
 
 from .cli_select import register as _register_select  # noqa: E402
@@ -209,17 +210,6 @@ def rubric_show(group: str = typer.Argument(..., help="Group name (see groups.js
     for a in rubric["anchors"]:
         table.add_row(a["id"], a["part"], a["name"], a["definition"], str(a["cluster_size"]))
     console.print(table)
-
-
-def _print_accounting(teacher) -> None:
-    """What this run cost in teacher calls (also in ws/teacher/accounting.json)."""
-    if teacher is None:
-        console.print("teacher: not needed (every unit was already complete)")
-        return
-    a = teacher.acct
-    console.print(f"teacher ({teacher.model_id}): {a.requests} requests = {a.ok} ok + {a.repaired} repaired "
-                  f"+ {a.dead} dead; {a.calls} calls, {a.cache_hits} cache hits, "
-                  f"{a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion tokens, {a.wall_s:.0f}s")
 
 
 @app.command()

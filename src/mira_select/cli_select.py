@@ -96,9 +96,7 @@ def register(app: typer.Typer, console, err_console, config_opt) -> None:
         m = train_dataman(cfg, stage.ws)
         console.print(f"dataman student ({m['kind']}): overall Spearman {_fmt(m['overall']['spearman'])}, "
                       f"MAE {_fmt(m['overall']['mae'])} on {m['n_val']} validation records")
-        from .cli import _print_accounting
-
-        _print_accounting(stage._teacher)
+        print_accounting(console, stage._teacher)
 
     @app.command("eval")
     def eval_(
@@ -162,3 +160,14 @@ def _mask(cfg, group: str) -> dict:
     from .workspace import Workspace, read_json
 
     return read_json(Workspace(cfg.workspace_path).root / "students" / group / "mask.json")
+
+
+def print_accounting(console, teacher) -> None:
+    """What this run cost in teacher calls (also in ws/teacher/accounting.json)."""
+    if teacher is None:
+        console.print("teacher: not needed (every unit was already complete)")
+        return
+    a = teacher.acct
+    console.print(f"teacher ({teacher.model_id}): {a.requests} requests = {a.ok} ok + {a.repaired} repaired "
+                  f"+ {a.dead} dead; {a.calls} calls, {a.cache_hits} cache hits, "
+                  f"{a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion tokens, {a.wall_s:.0f}s")

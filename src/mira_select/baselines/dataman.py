@@ -23,7 +23,7 @@ from ..stages.label import LabelItem, LabelStage
 from ..teacher.client import Teacher
 from ..teacher.prompts import GENERAL, prompt_version
 from ..teacher.types import Anchor, TeacherResult
-from ..students.base import Student, make_student
+from ..students.registry import load_student, make_student
 from ..workspace import Workspace, read_json, write_json
 
 CRITERIA = [
@@ -137,6 +137,6 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
 def load_dataman_scorer(ws: Workspace) -> Callable[[list[str]], np.ndarray]:
     if not (dataman_dir(ws) / "student" / "student.json").exists():
         raise MiraError("the dataman baseline has no labels/student yet; run `mira dataman` first")
-    student = Student.load(dataman_dir(ws) / "student")
+    student = load_student(dataman_dir(ws) / "student")
     col = student.anchors.index("overall")
     return lambda texts: student.predict(texts)[:, col].astype(np.float64)

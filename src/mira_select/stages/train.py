@@ -22,7 +22,8 @@ from ..aggregate import Thresholds, fidelity, reliability_mask
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..progress import Reporter
-from ..students.base import Student, make_student
+from ..students.base import Student
+from ..students.registry import load_student, make_student
 from ..workspace import Counts, Workspace, read_json, write_json
 from ..rubric import active_anchor_ids
 from .discover import group_members
@@ -84,7 +85,7 @@ def student_dir(ws: Workspace, group: str):
 def load_student_bundle(ws: Workspace, group: str) -> tuple[Student, dict[str, Any]]:
     """The fitted student of a group and its mask (what scoring needs)."""
     d = student_dir(ws, group)
-    return Student.load(d), read_json(d / "mask.json")
+    return load_student(d), read_json(d / "mask.json")
 
 
 class TrainStage:

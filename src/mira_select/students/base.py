@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import orjson
 
 from ..errors import MiraError
 from ..workspace import atomic_path, write_json
@@ -49,18 +48,6 @@ class Student(abc.ABC):
                 np.savez_compressed(fh, **self._weights())
         write_json(directory / META_FILE, {"kind": self.kind, "anchors": self.anchors, "params": self.params})
 
-    @staticmethod
-    def load(directory: Path) -> "Student":
-        try:
-            meta = orjson.loads((directory / META_FILE).read_bytes())
-            arrays = dict(np.load(directory / WEIGHTS_FILE, allow_pickle=False))
-        except FileNotFoundError:
-            raise MiraError(f"no trained student in {directory}; run `mira train` first") from None
-        student = make_student(meta["kind"], meta["anchors"], **meta["params"])
-        student._set_weights(arrays)
-        student.attach(directory)
-        return student
-
     def attach(self, directory: Path) -> None:
         """Called after loading; tiers that keep files beside the arrays (the generative LM) find them here."""
 
@@ -74,15 +61,3 @@ def check_targets(texts: list[str], y: np.ndarray, anchors: list[str]) -> np.nda
     if not np.isfinite(y).all():
         raise MiraError("student targets contain NaN or infinite scores")
     return y
-
-
-def make_student(kind: str, anchors: list[str], **params: Any) -> Student:
-    if kind == "hashed_linear":
-        from .hashed_linear import HashedLinearStudent as cls
-    elif kind == "embed_heads":
-        from .embed_heads import EmbedHeadsStudent as cls
-    elif kind == "generative":
-        from .generative import GenerativeStudent as cls
-    else:
-        raise MiraError(f"unknown student kind {kind!r}; choose hashed_linear, embed_heads or generative")
-    return cls(anchors, **params)

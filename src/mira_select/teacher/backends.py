@@ -191,13 +191,3 @@ class ReplayBackend(Backend):
 
     async def complete(self, req: ChatRequest) -> ChatResponse:
         raise TeacherCallError("replay backend: no cached answer for this request")
-
-
-def make_backend(cfg: TeacherConfig) -> Backend:
-    if cfg.backend == "openai":
-        return OpenAIBackend(cfg)
-    if cfg.backend == "replay":
-        return ReplayBackend(cfg)
-    from .local import LocalBackend
-
-    return LocalBackend(cfg)

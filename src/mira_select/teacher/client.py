@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from ..config import TeacherConfig, resolve_local
 from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
-from .backends import Backend, TeacherCallError, make_backend
+from .backends import Backend, OpenAIBackend, ReplayBackend, TeacherCallError
 from .cache import ResponseCache, cache_key
 from .prompts import PromptBuilder, prompt_version
 from .schema import expected_scores, repair_message, validate_anchor, validate_judgment, validate_scores
@@ -79,6 +79,17 @@ def seed_warm_cache(ws: Workspace, source: Path) -> bool:
         dst.close()
     os.replace(tmp, target / "teacher.sqlite")
     return True
+
+
+def make_backend(cfg: TeacherConfig) -> Backend:
+    """The configured backend; the local one is imported only when used (it needs llama-cpp-python)."""
+    if cfg.backend == "openai":
+        return OpenAIBackend(cfg)
+    if cfg.backend == "replay":
+        return ReplayBackend(cfg)
+    from .local import LocalBackend
+
+    return LocalBackend(cfg)
 
 
 class Teacher:

@@ -1,0 +1,38 @@
+"""Student tiers by name, and loading a saved student: the one place that knows every tier (tiers import only
+``students.base``, so the package has no import cycle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import MiraError
+from .base import META_FILE, WEIGHTS_FILE, Student
+
+
+def make_student(kind: str, anchors: list[str], **params: Any) -> Student:
+    if kind == "hashed_linear":
+        from .hashed_linear import HashedLinearStudent as cls
+    elif kind == "embed_heads":
+        from .embed_heads import EmbedHeadsStudent as cls
+    elif kind == "generative":
+        from .generative import GenerativeStudent as cls
+    else:
+        raise MiraError(f"unknown student kind {kind!r}; choose hashed_linear, embed_heads or generative")
+    return cls(anchors, **params)
+
+
+def load_student(directory: Path) -> Student:
+    """A student saved by ``Student.save``: its tier rebuilt from student.json, its arrays from weights.npz."""
+    try:
+        meta = orjson.loads((directory / META_FILE).read_bytes())
+        arrays = dict(np.load(directory / WEIGHTS_FILE, allow_pickle=False))
+    except FileNotFoundError:
+        raise MiraError(f"no trained student in {directory}; run `mira train` first") from None
+    student = make_student(meta["kind"], meta["anchors"], **meta["params"])
+    student._set_weights(arrays)
+    student.attach(directory)
+    return student
