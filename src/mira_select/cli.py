@@ -89,7 +89,8 @@ def prefilter(
 def check(
     config: Path = ConfigOpt,
     per_format: int = typer.Option(24, "--per-format", "-n", help="Twin pairs per format."),
-    teacher: bool = typer.Option(False, "--teacher", help="Also ask the teacher on pairs it has not answered."),
+    teacher: int = typer.Option(0, "--teacher", help="Ask the teacher about this many pairs per format (costs "
+                                                      "calls; the rest come from its cache where they can)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Held-out contrast twins ranked by the finished scorer (prefilter included), beside the teacher."""

@@ -69,8 +69,9 @@ def check_fingerprint(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int
 
 
 def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed: int = 0,
-                     with_teacher: bool = False, reporter: Reporter | None = None,
+                     with_teacher: int = 0, reporter: Reporter | None = None,
                      force: bool = False) -> dict[str, Any]:
+    """``with_teacher``: pairs per format the teacher is asked about (its cache answers the rest where it can)."""
     """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed."""
     reporter = reporter or Reporter()
     fp = check_fingerprint(cfg, ws, per_format, seed)
@@ -106,7 +107,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
                 r["teacher_pairs"] += 1
                 r["teacher_wins"] += tw
     out: dict[str, Any] = {"per_format": {}, "pairs": len(pairs), "seed": seed, "fingerprint": fp,
-                           "teacher": "asked" if with_teacher else "cache only"}
+                           "teacher": f"asked on {with_teacher} pairs per format" if with_teacher else "cache only"}
     for fmt, row in sorted(rows.items()):
         out["per_format"][fmt] = {
             "pairs": row["pairs"], "accuracy": row["wins"] / row["pairs"],
@@ -120,27 +121,40 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
     return {**out, "skipped": False}
 
 
-def _teacher_scores(cfg: MiraConfig, ws: Workspace, pairs: list[Pair], ask: bool,
+def _teacher_scores(cfg: MiraConfig, ws: Workspace, pairs: list[Pair], ask: int,
                     reporter: Reporter) -> dict[int, tuple[float, float]]:
-    """Pair index -> (clean, corrupted) mean teacher score on the general check anchors; cache-only unless asked."""
+    """Pair index -> (clean, corrupted) mean teacher score on the general check anchors. The first ``ask`` pairs of
+    each format go to the configured teacher; the others are answered from its cache only (a miss is no answer)."""
     from ..teacher.check import CHECK_ANCHORS
     from ..teacher.client import Teacher
 
-    tcfg = cfg.teacher if ask else cfg.teacher.model_copy(update={"backend": "replay",
-                                                                   "replay_as": cfg.teacher.backend
-                                                                   if cfg.teacher.backend != "replay"
-                                                                   else cfg.teacher.replay_as})
-    teacher = Teacher(tcfg, ws, stage="check", tokenizer=cfg.tokenizer, base_dir=cfg.base_dir)
-    items = []
-    for i, p in enumerate(pairs):
-        items += [(p.clean_id, p.format, p.clean), (f"{p.clean_id}~{p.kind}~{i}", p.format, p.corrupted)]
-    try:
-        with reporter.task(f"check: teacher on {len(pairs)} pairs ({'asked' if ask else 'cache only'})",
-                           total=len(items)) as bar:
-            results = teacher.run(lambda rid, fmt, text: teacher.label(rid, fmt, text, CHECK_ANCHORS), items,
+    replay = cfg.teacher.model_copy(update={"backend": "replay", "replay_as": cfg.teacher.backend
+                                            if cfg.teacher.backend != "replay" else cfg.teacher.replay_as})
+    seen: dict[str, int] = {}
+    asked = []
+    for p in pairs:
+        seen[p.format] = seen.get(p.format, 0) + 1
+        asked.append(seen[p.format] <= ask)
+    results: dict[int, Any] = {}
+    for live in (True, False):
+        idx = [i for i, a in enumerate(asked) if a == live]
+        if not idx:
+            continue
+        teacher = Teacher(cfg.teacher if live else replay, ws, stage="check", tokenizer=cfg.tokenizer,
+                          base_dir=cfg.base_dir)
+        items = []
+        for i in idx:
+            p = pairs[i]
+            items += [(p.clean_id, p.format, p.clean), (f"{p.clean_id}~{p.kind}~{i}", p.format, p.corrupted)]
+        try:
+            with reporter.task(f"check: teacher on {len(idx)} pairs ({'asked' if live else 'cache only'})",
+                               total=len(items)) as bar:
+                got = teacher.run(lambda rid, fmt, text: teacher.label(rid, fmt, text, CHECK_ANCHORS), items,
                                   on_result=lambda r: bar.advance())
-    finally:
-        teacher.close()
+        finally:
+            teacher.close()
+        for k, i in enumerate(idx):
+            results[2 * i], results[2 * i + 1] = got[2 * k], got[2 * k + 1]
     out = {}
     for i in range(len(pairs)):
         a, b = results[2 * i], results[2 * i + 1]
