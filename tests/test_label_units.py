@@ -83,11 +83,13 @@ def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):
 
 
 class _Embedder:
-    """Bag-of-words vectors: two definitions with the same words embed identically."""
+    """Bag-of-words vectors over a fixed vocabulary: texts with the same words embed identically."""
+
+    VOCAB = sorted(set("correctness check the answer is correct output right readability code easy to read tool "
+                       "choice called for each step speed security good".split()))
 
     def encode(self, texts):
-        vocab = sorted({w for t in texts for w in t.lower().replace(":", " ").split()})
-        return np.array([[t.lower().replace(":", " ").split().count(w) for w in vocab] for t in texts], float)
+        return np.array([[t.lower().split().count(w) for w in self.VOCAB] for t in texts], float)
 
 
 def _written(name, definition, size):
@@ -98,12 +100,16 @@ def _written(name, definition, size):
 def test_merge_anchors_folds_same_name_and_near_same_meaning():
     written = [_written("Correctness", "the answer is correct", 9),
                _written("Correctness", "is the output right", 7),  # same name
-               _written("Correct answer", "the answer is correct", 5),  # near-same name + definition
+               _written("Correctness check", "the answer is correct", 5),  # near-same name + definition
                _written("Readability", "the code is easy to read", 4),
                _written("Tool choice", "the right tool is called for each step", 3)]
-    kept = merge_anchors(written, _Embedder(), threshold=0.8, limit=2)
+    kept = merge_anchors(written, _Embedder(), threshold=0.75, limit=2)
     assert [k["name"] for k in kept] == ["Correctness", "Readability"]
-    assert kept[0]["merged"] == ["Correctness", "Correct answer"] and kept[0]["cluster_size"] == 21
+    assert kept[0]["merged"] == ["Correctness", "Correctness check"] and kept[0]["cluster_size"] == 21
+    # the same definition under a different name is a different criterion: names weigh double
+    apart = merge_anchors([_written("Speed", "the code is good", 3), _written("Security", "the code is good", 2)],
+                          _Embedder(), threshold=0.75, limit=5)
+    assert [k["name"] for k in apart] == ["Speed", "Security"]
     assert len(kept[0]["_members"]) == 21
 
 

@@ -1,9 +1,11 @@
-"""Is a rubric text about the group, or about a few of its records? ("covers distcc", "the PR description")
+"""Is a rubric text about the group, or about a few of its records? ("covers distcc", "uses ctypes")
 
 An anchor's definition must apply to any record of its group. A term gives it away when it comes from the records
-yet is rare in them (a few records out of many) and rare in English (wordfreq's Zipf frequency), e.g. a tool name,
-a library, a person: "docstring" is rare in English but common in a code group; "reproducibility" is rare in both
-but comes from no record, so it is the teacher's own general word.
+yet is rare in them (a few records out of many) and rare in English (wordfreq's Zipf frequency), and the teacher's
+judgments mention it for one record only: a tool, a library, a topic. Domain words pass: "docstring" or
+"constructor" are rare in English and in most records, but the teacher brings them up for many records, so they are
+part of how this kind of record is judged; "reproducibility" comes from no record at all, so it is the teacher's own
+general word. Identifiers (snake_case, camelCase) that only part of the records contain are always specific.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ class GroupVocabulary:
 
     df: Counter
     n_records: int
+    judged: Counter | None = None  # term -> records whose free-form judgments mention it
 
     @classmethod
-    def from_texts(cls, texts: list[str]) -> "GroupVocabulary":
+    def from_texts(cls, texts: list[str], judgments: dict[str, list[str]] | None = None) -> "GroupVocabulary":
+        """``texts``: a sample of the group's records; ``judgments``: record id -> the teacher's reasons for it."""
         df: Counter = Counter()
         for t in texts:
             df.update({w.lower() for w in _TERM.findall(t)})
-        return cls(df, len(texts))
+        judged = None
+        if judgments is not None:
+            judged = Counter()
+            for reasons in judgments.values():
+                judged.update({w.lower() for r in reasons for w in _TERM.findall(r)})
+        return cls(df, len(texts), judged)
 
     def specific_terms(self, text: str, max_share: float = 0.1) -> list[str]:
         """Terms of ``text`` that occur in some but at most ``max_share`` of the records and are rare in English."""
@@ -44,6 +53,10 @@ class GroupVocabulary:
                 continue
             if _IDENTIFIER.search(term) and n <= self.n_records // 2:  # a tool / function / file name
                 out.append(term)
-            elif n <= limit and zipf_frequency(w, "en") < MAX_ZIPF:
+            elif n <= limit and zipf_frequency(w, "en") < MAX_ZIPF and self._judged_once(w):
                 out.append(term)
         return out
+
+    def _judged_once(self, w: str) -> bool:
+        """The judgments name the term for at most one record (always true without judgments)."""
+        return self.judged is None or self.judged.get(w, 0) <= 1

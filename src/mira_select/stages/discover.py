@@ -34,7 +34,7 @@ from .group import load_groups
 STAGE = "discover"
 VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
 # Bumped when the way anchors are made changes (not only prompts or config): rubrics are redone.
-LOGIC_VERSION = 2
+LOGIC_VERSION = 3
 
 
 @dataclass
@@ -92,6 +92,7 @@ class DiscoverStage(TeacherStage):
             notes.append(f"group has {len(records)} records, fewer than the {d.records_per_group} requested; "
                          "all of them were judged")
         with_parts = parts_for(records)
+        self._judged_records = records
         teacher = self.teacher()
         items = [(r.id, "qa_think" if with_parts else r.format, r.text) for r in records]
         with self.reporter.task(f"discover {group}: judge {len(items)} records", total=len(items)) as bar:
@@ -168,11 +169,17 @@ class DiscoverStage(TeacherStage):
                       "anchor": labels.tolist(), "names": [p["name"] for p in points]}
         return anchors, projection
 
-    def _vocabulary(self, group: str) -> GroupVocabulary:
-        """Term document frequencies over a sample of the group's records (what counts as record-specific)."""
+    def _vocabulary(self, group: str, points: list[dict[str, Any]]) -> GroupVocabulary:
+        """Term document frequencies over a sample of the group's records plus the judged ones, and the records
+        the judgments mention each term for (what counts as record-specific)."""
         sources = group_members(self.ws, self.cfg)[group]
         sample = round_robin_sample(self.ws, sources, VOCAB_SAMPLE, seed=self.cfg.discover.seed + 1)
-        return GroupVocabulary.from_texts([r.text for r in sample])
+        judged = {r.id: r.text for r in self._judged_records}
+        texts = [r.text for r in sample if r.id not in judged] + list(judged.values())
+        reasons: dict[str, list[str]] = {}
+        for p in points:
+            reasons.setdefault(p["record_id"], []).append(f"{p['name']} {p['reason']}")
+        return GroupVocabulary.from_texts(texts, reasons)
 
     def _write(self, group: str, fmt: str, points: list[dict[str, Any]], vecs: np.ndarray,
                clusters: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
@@ -187,7 +194,7 @@ class DiscoverStage(TeacherStage):
                    for i in central]
             items.append((f"{group}/cluster-{ci:02d}", fmt, pts, part if fmt == "qa_think" else None))
         teacher = self.teacher()
-        vocab = self._vocabulary(group)
+        vocab = self._vocabulary(group, points)
 
         def general(anchor: dict[str, Any]) -> list[str]:
             terms = vocab.specific_terms(" ".join(anchor[k] for k in ANCHOR_FIELDS))
@@ -242,11 +249,15 @@ def cluster_points(vecs: np.ndarray, k_wanted: int, seed: int, notes: list[str],
 
 
 def merge_anchors(written: list[dict[str, Any]], embedder, threshold: float, limit: int) -> list[dict[str, Any]]:
-    """Greedy, largest cluster first: an anchor whose name + definition is within ``threshold`` cosine of a kept
-    one (or has the same name) folds into it (its cluster and name recorded); stop at ``limit`` kept anchors."""
+    """Greedy, largest cluster first: an anchor whose (name-weighted) name + definition embedding is within
+    ``threshold`` cosine of a kept one (or has the same name) folds into it (its cluster and name recorded); stop
+    at ``limit`` kept anchors."""
     if not written:
         return []
-    vecs = _unit(embedder.encode([f"{w['name']}: {w['definition']}" for w in written]))
+    # name-weighted like the points: definitions of a small teacher share boilerplate ("The code is ... and
+    # well-documented"), so on the definition alone different criteria look alike
+    names = _unit(embedder.encode([w["name"] for w in written]))
+    vecs = _unit(2.0 * names + _unit(embedder.encode([w["definition"] for w in written])))
     kept: list[int] = []
     for i, w in enumerate(written):
         twin = next((j for j in kept if name_key(written[j]["name"]) == name_key(w["name"])
