@@ -36,7 +36,7 @@ def small_ws(tmp_path_factory) -> Path:
         "executor": {"workers": 1},
         "groups": {"k": 3, "sample_per_source": 20},
         "teacher": {"backend": "local", "model": str(smol_path()), "max_record_tokens": 128, "threads": 2},
-        "discover": {"records_per_group": 6, "anchors": 3, "spare_anchors": 1, "points_per_anchor": 4},
+        "discover": {"records_per_group": 4, "anchors": 2, "spare_anchors": 1, "points_per_anchor": 4},
         "label": {"records_per_group": 8, "chunk": 4, "min_val": 2, "twins": False, "explained": 0, "min_std": 0},
     }
     (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -46,16 +46,17 @@ def small_ws(tmp_path_factory) -> Path:
 
 
 def test_discover_builds_anchor_sets_per_group_deterministically(small_ws):
-    out = run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True)
+    # SmolLM2 fills every string to its schema length: 13 judgments + 9 anchors of ~500 tokens each
+    out = run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True, timeout=1500)
     ws = small_ws / "ws"
     groups = json.loads((ws / "groups.json").read_text())["groups"]
     assert set(groups) == {"agent", "code", "text"}
     rubrics = {g: json.loads((ws / "rubrics" / f"{g}.json").read_text()) for g in groups}
     assert rubrics["text"]["n_records"] == 3
-    assert "3 records, fewer than the 6 requested" in rubrics["text"]["notes"][0]
-    assert "fewer than the 6 requested" in out.stdout
+    assert "3 records, fewer than the 4 requested" in rubrics["text"]["notes"][0]
+    assert "fewer than the 4 requested" in out.stdout
     for g, r in rubrics.items():
-        assert 1 <= len(r["anchors"]) <= 4 and r["n_records"] == (3 if g == "text" else 6)  # 3 + 1 spare
+        assert 1 <= len(r["anchors"]) <= 3 and r["n_records"] == (3 if g == "text" else 4)  # 2 + 1 spare
         assert r["n_judged"] + r["n_dead"] == r["n_records"]
         for a in r["anchors"]:
             assert a["name"].strip() and a["definition"].strip() and a["cluster_size"] >= 1
@@ -110,7 +111,7 @@ def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
             col = train.column(f"score:{a['id']}").to_pylist()
             assert all(0 <= v <= 10 for v in col)
         choice = json.loads((ws / "labels" / g / "anchors.json").read_text())
-        assert 1 <= len(choice["active"]) <= 3 and set(choice["active"]) <= {a["id"] for a in anchors}
+        assert 1 <= len(choice["active"]) <= 2 and set(choice["active"]) <= {a["id"] for a in anchors}
         assert set(train.column("split").to_pylist()) == {"train"}
     assert "labeled" in out.stdout
 
