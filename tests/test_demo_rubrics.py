@@ -31,6 +31,15 @@ def replayed(demo_ws, tmp_path_factory):
     return d, out
 
 
+@pytest.fixture(scope="module")
+def demo_labels(replayed):
+    """The replayed workspace labeled too (every answer from the shipped cache)."""
+    d, _ = replayed
+    out = run_mira("label", "-c", str(d / "mira.yaml"), check=True)
+    assert " 0 calls" in out.stdout and "+ 0 dead" in out.stdout
+    return d / "ws"
+
+
 def _names(ws, group):
     return {name_key(a["name"]) for a in json.loads((ws / "rubrics" / f"{group}.json").read_text())["anchors"]}
 
@@ -57,12 +66,14 @@ def test_demo_groups_and_rubrics_are_group_specific(replayed):
     assert " 0 calls" in out.stdout  # every judgment and anchor came from the shipped cache
 
 
-def test_no_two_anchors_of_a_group_share_a_name_or_nearly(replayed):
+def test_no_two_active_anchors_of_a_group_share_a_name_or_nearly(demo_labels):
+    """The anchors a group is scored on (labels/<group>/anchors.json: what train, score and the report use)."""
     from difflib import SequenceMatcher
 
-    d, _ = replayed
-    for path in (d / "ws" / "rubrics").glob("*.json"):
-        names = [a["name"] for a in json.loads(path.read_text())["anchors"]]
+    ws = demo_labels
+    for path in (ws / "rubrics").glob("*.json"):
+        active = set(json.loads((ws / "labels" / path.stem / "anchors.json").read_text())["active"])
+        names = [a["name"] for a in json.loads(path.read_text())["anchors"] if a["id"] in active]
         keys = [name_key(n) for n in names]
         assert len(set(keys)) == len(keys), (path.stem, names)
         for i, x in enumerate(keys):

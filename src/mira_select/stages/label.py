@@ -43,6 +43,7 @@ from .discover import group_members
 from .teacher_stage import TeacherStage
 
 STAGE = "label"
+LOGIC_VERSION = 2  # bumped when how labels are finalized changes (anchor choice): groups re-finalize from cache
 LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
 
 
@@ -139,6 +140,7 @@ class LabelStage(TeacherStage):
         return hashlib.sha256(orjson.dumps({"label": self.cfg.label.model_dump(mode="json"),
                                             "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model,
                                             "n": self.records_per_group(), "prompts": self.prompt_versions(),
+                                            "logic": LOGIC_VERSION,
                                             "cut": self.teacher_config().max_record_tokens},
                                            option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
@@ -264,7 +266,12 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
         stats[a.id] = {"n": int(len(s)), "mean": round(float(s.mean()), 3) if len(s) else None,
                        "std": round(float(s.std()), 3) if len(s) else 0.0, "top_share": round(top, 3),
                        "bottom_share": round(bottom, 3), "end_flag": max(top, bottom) > end_flag}
+    from difflib import SequenceMatcher
+
+    from .discover import name_key
+
     active, dropped = [], {}
+    kept_names: dict[str, str] = {}  # name key -> anchor id, over every part (parts may name a criterion twice)
     for part, target in targets.items():
         members = [a for a in anchors if a.part == part]
         taken = 0
@@ -272,10 +279,15 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
             if not drop:
                 active.append(a.id)
                 continue
-            if stats[a.id]["std"] < min_std:
+            key = name_key(a.name)
+            twin = next((i for k, i in kept_names.items() if SequenceMatcher(None, k, key).ratio() >= 0.9), None)
+            if twin is not None:
+                dropped[a.id] = f"same name as {twin}"
+            elif stats[a.id]["std"] < min_std:
                 dropped[a.id] = f"does not discriminate: std {stats[a.id]['std']:.2f} < {min_std:g}"
             elif taken < target:
                 active.append(a.id)
+                kept_names[key] = a.id
                 taken += 1
             else:
                 dropped[a.id] = "spare: the part already has its target count"

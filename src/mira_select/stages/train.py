@@ -108,8 +108,8 @@ class TrainStage:
 
     def _fingerprint(self, group: str) -> str:
         h = hashlib.sha256(self.cfg.student.model_dump_json().encode())
-        for split in ("train", "val"):
-            p = self.ws.root / "labels" / group / f"{split}.parquet"
+        for name in ("train.parquet", "val.parquet", "anchors.json"):  # anchors.json: which anchors are active
+            p = self.ws.root / "labels" / group / name
             h.update(p.read_bytes() if p.exists() else b"-")
         return h.hexdigest()[:16]
 
