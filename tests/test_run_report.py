@@ -6,7 +6,7 @@ that it is self-contained, and that a second `mira run` does no work and makes n
 
 from __future__ import annotations
 
-import html
+from markupsafe import escape
 import json
 import re
 
@@ -17,6 +17,11 @@ from .conftest import replay_config, run_mira
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 pytest.importorskip("matplotlib")
+
+def _esc(text: str) -> str:
+    """As the report's templates escape (markupsafe: ' becomes &#39;, not html.escape's &#x27;)."""
+    return str(escape(text))
+
 
 TINY_EVAL = {"seeds": [0], "train_bytes": 20_000, "context": 64, "layers": 1, "width": 32, "heads": 2, "batch": 4,
              "variants": ["group", "random"], "holdout_share": 0.02, "threads": 1}
@@ -94,8 +99,8 @@ def test_report_sections_show_this_workspaces_numbers(finished):
         choice = json.loads((ws / "labels" / g / "anchors.json").read_text())
         assert f"{g} — {len(rubric['anchors'])} anchors from {rubric['n_points']} judgment points" in sections["rubrics"]
         for a in rubric["anchors"]:
-            assert html.escape(a["name"]) in sections["rubrics"]
-            assert html.escape(a["levels"]["10"]) in sections["rubrics"]
+            assert _esc(a["name"]) in sections["rubrics"]
+            assert _esc(a["levels"]["10"]) in sections["rubrics"]
             st = choice["stats"][a["id"]]
             assert f"{100 * st['bottom_share']:.1f}% / {100 * st['top_share']:.1f}%" in sections["rubrics"]
     # labels: the student's validation Spearman as metrics.json has it
@@ -116,7 +121,7 @@ def test_report_sections_show_this_workspaces_numbers(finished):
     assert explained
     best = max(explained, key=lambda r: sum(r[f"score:{a}"] for a in active) / len(active))
     assert best["id"] in sections["examples"]
-    assert html.escape(best[f"rationale:{active[0]}"]) in sections["examples"]
+    assert _esc(best[f"rationale:{active[0]}"]) in sections["examples"]
     # eval: the table holds the numbers of results.json
     res = json.loads((ws / "eval" / "results.json").read_text())
     tr = res["variants"]["random"]["transformer"]["mean"]["macro"]
