@@ -137,6 +137,7 @@ class DiscoverStage(TeacherStage):
         from ..embed import get_embedder
 
         d = self.cfg.discover
+        self._dropped = getattr(self, "_dropped", [])  # clusters that gave no usable anchor (set per group)
         embedder = get_embedder(self.cfg.groups.embedder)
         vecs = point_vectors(embedder, points)
         if with_parts:
@@ -172,9 +173,9 @@ class DiscoverStage(TeacherStage):
     def _vocabulary(self, group: str, points: list[dict[str, Any]]) -> GroupVocabulary:
         """Term document frequencies over a sample of the group's records plus the judged ones, and the records
         the judgments mention each term for (what counts as record-specific)."""
-        sources = group_members(self.ws, self.cfg)[group]
+        sources = group_members(self.ws, self.cfg).get(group, [])
         sample = round_robin_sample(self.ws, sources, VOCAB_SAMPLE, seed=self.cfg.discover.seed + 1)
-        judged = {r.id: r.text for r in self._judged_records}
+        judged = {r.id: r.text for r in getattr(self, "_judged_records", [])}
         texts = [r.text for r in sample if r.id not in judged] + list(judged.values())
         reasons: dict[str, list[str]] = {}
         for p in points:
