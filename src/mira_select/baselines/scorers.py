@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import id_buckets, reference_mask
+from ..io.shards import read_sidecar_column
 from ..workspace import Workspace
 
 MIRA_VARIANTS = ("group", "source", "global")
@@ -100,11 +101,7 @@ class MiraScorer(VariantScorer):
         path = score_path(self.ws, source, shard)
         if not self.ws.is_done(STAGE, f"{source}/{shard.stem}") or not path.exists():
             raise MiraError(f"source {source!r} shard {shard.name} has no scores; run `mira score` first")
-        t = pq.read_table(path, columns=["id", "score"])
-        if t.column("id").to_pylist() != ids:  # a sidecar of another version of the shard: never a wrong score
-            raise MiraError(f"{path} does not match its record shard {shard} (ids differ; the records changed after "
-                            "scoring): run `mira score` again")
-        return t.column("score").to_numpy(zero_copy_only=False).astype(float)
+        return read_sidecar_column(path, shard, ids, "score", "mira score").astype(float)
 
 
 class RandomScorer(VariantScorer):

@@ -55,3 +55,15 @@ def write_table(path: Path, table: pa.Table) -> None:
 
 def read_columns(path: Path, columns: list[str]) -> pa.Table:
     return pq.read_table(path, columns=columns)
+
+
+def read_sidecar_column(path: Path, shard: Path, ids: list[str], column: str, remedy: str):
+    """One column of a sidecar (scores, prefilter decisions), checked row by row against its record shard's ids:
+    a sidecar written for another version of the shard is an error naming it, never a wrong value."""
+    from ..errors import MiraError
+
+    t = pq.read_table(path, columns=["id", column])
+    if t.column("id").to_pylist() != ids:
+        raise MiraError(f"{path} does not match its record shard {shard} (ids differ; the records changed after "
+                        f"it was written): run `{remedy}` again")
+    return t.column(column).to_numpy(zero_copy_only=False)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..config import PrefilterConfig
 from ..errors import MiraError
-from ..io.shards import shard_writer
+from ..io.shards import read_sidecar_column, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
 from ..workspace import Counts, Workspace, file_digest, read_json, write_json
@@ -163,7 +163,4 @@ def dropped_mask(ws: Workspace, source: str, shard: Path, ids: list[str]) -> np.
     path = prefilter_path(ws, source, shard)
     if not path.exists():
         return np.zeros(len(ids), bool)
-    t = pq.read_table(path, columns=["id", "drop"])
-    if t.column("id").to_pylist() != ids:
-        raise MiraError(f"{path} does not match its record shard {shard} (ids differ): run `mira prefilter` again")
-    return t.column("drop").to_numpy(zero_copy_only=False).astype(bool)
+    return read_sidecar_column(path, shard, ids, "drop", "mira prefilter").astype(bool)
