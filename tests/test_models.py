@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from mira_select.cli_models import models_app
+from mira_select.cli.models import models_app
 from mira_select.errors import MiraError
 from mira_select.teacher import models
 from mira_select.teacher.models import PackagedModel

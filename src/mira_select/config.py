@@ -203,6 +203,10 @@ class BudgetConfig(_Strict):
         default_factory=lambda: ["source", "global"],
         description="variants `mira run` selects beside `variant`, for the report (dataman also labels its rubric)")
 
+    def variants(self) -> list[str]:
+        """The configured variant first, then the comparison variants, each once."""
+        return list(dict.fromkeys([self.variant, *self.compare]))
+
 
 class ReferenceConfig(_Strict):
     sources: list[str] = Field(default_factory=list,

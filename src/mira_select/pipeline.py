@@ -68,11 +68,6 @@ def stage_window(start: str | None, until: str | None, with_eval: bool) -> list[
     return list(STAGES[i:j + 1])
 
 
-def selection_variants(cfg: MiraConfig) -> list[str]:
-    """The configured variant first, then the comparison variants, each once."""
-    return list(dict.fromkeys([cfg.budget.variant, *cfg.budget.compare]))
-
-
 class Pipeline:
     def __init__(self, cfg: MiraConfig, reporter: Reporter | None = None, workers: int | None = None,
                  on_stage: Callable[[StageReport], None] | None = None):
@@ -142,7 +137,7 @@ class Pipeline:
         dead = sum(c["dead"] for c in r.counts.values())
         detail = f"{labeled} records labeled, {dead} dead-lettered"
         teacher = _acct(stage)
-        if "dataman" in selection_variants(self.cfg):
+        if "dataman" in self.cfg.budget.variants():
             from .baselines.dataman import DatamanLabelStage
 
             dm = DatamanLabelStage(self.cfg, reporter=self.reporter)
@@ -158,7 +153,7 @@ class Pipeline:
         r = TrainStage(self.cfg, reporter=self.reporter).run()
         detail = ", ".join(f"{g} {m['kind']} ρ={_fmt(m['overall']['spearman'])}" for g, m in r.groups.items())
         did = len(r.skipped) < len(r.groups)
-        if "dataman" in selection_variants(self.cfg):
+        if "dataman" in self.cfg.budget.variants():
             from .baselines.dataman import train_dataman
 
             m = train_dataman(self.cfg, self.ws)
@@ -178,7 +173,7 @@ class Pipeline:
         from .stages.select import SelectStage
 
         did, parts = False, []
-        for variant in selection_variants(self.cfg):
+        for variant in self.cfg.budget.variants():
             r = SelectStage(self.cfg, self.ws).run(variant)
             did |= not r.skipped
             t = r.summary["totals"]

@@ -9,7 +9,6 @@ DataMan paper's list (Peng et al., 2025); ``overall`` is what the selection rank
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,14 +16,15 @@ import numpy as np
 
 from ..config import MiraConfig
 from ..errors import MiraError
+from ..ledger import Ledger, Unit
 from ..progress import Reporter
 from ..sampling import SampledRecord, round_robin_sample
 from ..stages.label import LabelItem, LabelStage
 from ..teacher.client import Teacher
 from ..teacher.prompts import GENERAL, prompt_version
-from ..teacher.types import Anchor, TeacherResult
 from ..students.registry import load_student, make_student
-from ..workspace import Workspace, read_json, write_json
+from ..teacher.types import Anchor, TeacherResult
+from ..workspace import Counts, Workspace, read_json, write_json
 
 CRITERIA = [
     ("accuracy", "Accuracy", "facts, code and statements are correct and free of errors"),
@@ -64,7 +64,7 @@ class DatamanLabelStage(LabelStage):
         return self.cfg.teacher.model_copy(update={"max_record_tokens": self.cfg.baselines.dataman_max_record_tokens})
 
     def groups(self) -> dict[str, list[str]]:
-        from ..stages.discover import group_members
+        from ..stages.group import group_members
 
         members = group_members(self.ws, self.cfg)
         return {GROUP: [s for sources in members.values() for s in sources]}
@@ -113,13 +113,11 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
 
     anchors = [c[0] for c in CRITERIA]
     base = dataman_dir(ws)
+    unit = dataman_train_unit(cfg, ws)
     kind = cfg.student.kind if cfg.student.kind in ("hashed_linear", "embed_heads") else "hashed_linear"
-    h = hashlib.sha256(f"{kind}:{cfg.student.params.get(kind, {})!r}".encode())
-    for split in ("train", "val"):
-        h.update(hashlib.sha256((base / "labels" / f"{split}.parquet").read_bytes()).digest())
-    fp = h.hexdigest()[:16]
     done = base / "student" / "metrics.json"
-    if done.exists() and read_json(done).get("fingerprint") == fp:
+    ledger = Ledger(ws)
+    if ledger.is_current(unit):
         return {**read_json(done), "skipped": True}
     sets = {}
     for split in ("train", "val"):
@@ -127,11 +125,22 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
     student = make_student(kind, anchors, **cfg.student.params.get(kind, {}))
     student.fit(sets["train"].texts, sets["train"].y, sets["train"].sources)
     pred = student.predict(sets["val"].texts) if sets["val"].ids else np.zeros((0, len(anchors)), np.float32)
-    metrics = {"fingerprint": fp, "kind": kind, "n_train": len(sets["train"].ids), "n_val": len(sets["val"].ids),
+    metrics = {"kind": kind, "n_train": len(sets["train"].ids), "n_val": len(sets["val"].ids),
                **fidelity(pred, sets["val"].y, sets["val"].sources, anchors)}
     student.save(base / "student")
     write_json(base / "student" / "metrics.json", metrics)
+    n = len(sets["train"].ids) + len(sets["val"].ids)
+    ledger.record(unit, Counts(n, n, 0, 0))
     return {**metrics, "skipped": False}
+
+
+def dataman_train_unit(cfg: MiraConfig, ws: Workspace) -> Unit:
+    kind = cfg.student.kind if cfg.student.kind in ("hashed_linear", "embed_heads") else "hashed_linear"
+    labels = dataman_dir(ws) / "labels"
+    return Unit.of("dataman-train", "student", {"kind": kind, "params": cfg.student.params.get(kind, {}),
+                                                "labels/train.parquet": labels / "train.parquet",
+                                                "labels/val.parquet": labels / "val.parquet"},
+                   [dataman_dir(ws) / "student" / "metrics.json"])
 
 
 def load_dataman_scorer(ws: Workspace) -> Callable[[list[str]], np.ndarray]:

@@ -83,17 +83,14 @@ class MiraScorer(VariantScorer):
         return key
 
     def fingerprint(self) -> str:
+        from ..ledger import Ledger, digest
         from ..stages.score import STAGE
 
-        h = hashlib.sha256()
-        for source in self.sources:
-            for shard in self.ws.record_shards(source):
-                key = f"{source}/{shard.stem}"
-                if self.ws.is_done(STAGE, key):
-                    h.update(f"{key}:{self.ws.read_marker(STAGE, key).get('fingerprint')}".encode())
-        h.update(f"{self.method}:{self.cfg.budget.temperature}:{self.cfg.budget.seed}:{self.length_residual}:"
-                 f"{self.uses_prefilter}".encode())
-        return h.hexdigest()[:16]
+        ledger = Ledger(self.ws)
+        shards = {f"{s}/{p.stem}": ledger.fingerprint(STAGE, f"{s}/{p.stem}")
+                  for s in self.sources for p in self.ws.record_shards(s)}
+        return digest([shards, self.method, self.cfg.budget.temperature, self.cfg.budget.seed, self.length_residual,
+                       self.uses_prefilter])
 
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
         from ..stages.score import STAGE, score_path

@@ -30,10 +30,11 @@ from ..benchmarks import BenchItem, load_benchmarks
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets
+from ..ledger import Ledger, Unit
 from ..progress import Reporter
-from ..stages.discover import group_members
+from ..stages.group import group_members
 from ..stages.select import SelectStage
-from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
+from ..workspace import Counts, Workspace, atomic_write_bytes, read_json, write_json
 from .proxy import ProxySpec, continuation_loss, train, training_stream
 
 BENCHMARKS = ("mbppplus", "spider", "bird")
@@ -66,19 +67,20 @@ class EvalRunner:
                  self.holdout_records, self.holdout_chars]
         return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
 
-    def fingerprint(self, variants: list[str], proxies: tuple[str, ...]) -> str:
-        """Base key + every variant's selection fingerprint (a missing selection counts too, so results with a
-        skipped variant go stale once that variant can be selected)."""
-        parts: list = [self.base_key(proxies)]
-        for variant in sorted(variants):
-            done = self.ws.is_done("select", variant)
-            parts.append([variant, self.ws.read_marker("select", variant).get("fingerprint") if done else None])
-        return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+    def unit(self, variants: list[str], proxies: tuple[str, ...]) -> Unit:
+        """Base key + every variant's selection (a missing selection counts too, so results with a skipped
+        variant go stale once that variant can be selected)."""
+        ledger = Ledger(self.ws)
+        return Unit.of("eval", "results", {"base": self.base_key(proxies),
+                                           "selections": {v: ledger.fingerprint("select", v) for v in variants}},
+                       [self.results_path])
+
+    def units(self) -> list[Unit]:
+        return [self.unit(list(self.cfg.eval.variants), ("ngram", "transformer"))]
 
     def is_current(self, variants: list[str] | None = None,
                    proxies: tuple[str, ...] = ("ngram", "transformer")) -> bool:
-        fp = self.fingerprint(variants or list(self.cfg.eval.variants), proxies)
-        return self.results_path.exists() and read_json(self.results_path).get("fingerprint") == fp
+        return Ledger(self.ws).is_current(self.unit(variants or list(self.cfg.eval.variants), proxies))
 
     def targets(self) -> tuple[dict[str, list[BenchItem]], dict[str, list[str]]]:
         items = load_benchmarks(self.cfg.eval.benchmarks)
@@ -154,12 +156,14 @@ class EvalRunner:
         results["seconds"] = time.monotonic() - start
         results["base"] = self.base_key(proxies)
         evaluated = self._merge_previous(results, variants)
-        results["fingerprint"] = self.fingerprint(evaluated, proxies)
         md, csv_text = render_table(results)
         out = self.ws.root / "eval"
         write_json(out / "results.json", results)
         atomic_write_bytes(out / "table.md", md.encode())
         atomic_write_bytes(out / "table.csv", csv_text.encode())
+        n = len(evaluated)
+        Ledger(self.ws).record(self.unit(evaluated, proxies), Counts(n, len(results["variants"]), 0,
+                                                                     len(results["skipped"])))
         return EvalResult(results, md, results["seconds"])
 
     def _merge_previous(self, results: dict[str, Any], variants: list[str]) -> list[str]:

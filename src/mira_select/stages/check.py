@@ -9,7 +9,6 @@ the same pairs, from the teacher cache when the pairs were asked before (``--tea
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,10 @@ from ..progress import Reporter
 from ..sampling import reservoir_sample
 from ..scorer import Scorer
 from ..teacher.twins import make_twins
-from ..workspace import Workspace, read_json, write_json
+from ..ledger import Ledger, Unit
+from ..workspace import Counts, Workspace, read_json, write_json
 
+STAGE = "check"
 SEED_OFFSET = 7919  # twins for the check come from another sample than the teacher check's
 
 
@@ -59,13 +60,20 @@ def _dropped(text: str, fmt: str, cfg: MiraConfig) -> bool:
     return any(getattr(rules, r).action == "drop" for r in record_flags(text, fmt, cfg.prefilter))
 
 
-def check_fingerprint(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> str:
-    """What the check's answer depends on: the students and masks, the prefilter decisions, the labeled set."""
-    h = hashlib.sha256(f"{per_format}:{seed}:{cfg.student.trim}:{cfg.prefilter.model_dump_json()}".encode())
-    for path in sorted((ws.root / "students").glob("*/*")) + sorted((ws.root / "labels").glob("*/*.parquet")):
-        if path.is_file():
-            h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()[:16]
+def check_unit(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> Unit:
+    """What the check's answer depends on: the records, the students (and, through them, the labels), the prefilter
+    rules (they decide which twins are dropped) and the check's own settings."""
+    from .group import group_members
+
+    ledger = Ledger(ws)
+    groups = group_members(ws, cfg)
+    return Unit.of(STAGE, "scorer", {
+        "per_format": per_format, "seed": seed, "trim": cfg.student.trim,
+        "config.prefilter": cfg.prefilter.model_dump(mode="json"),
+        "records": {s: ledger.fingerprint("ingest", f"{s}/_source") for s in cfg.source_names},
+        "students": {g: ledger.fingerprint("train", g) for g in groups},
+        "labels": {g: ledger.fingerprint("label", f"{g}/_final") for g in groups},
+    }, [ws.root / "check" / "scorer.json"])
 
 
 def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed: int = 0,
@@ -74,12 +82,11 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
     """``with_teacher``: pairs per format the teacher is asked about (its cache answers the rest where it can)."""
     """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed."""
     reporter = reporter or Reporter()
-    fp = check_fingerprint(cfg, ws, per_format, seed)
+    unit = check_unit(cfg, ws, per_format, seed)
     path = ws.root / "check" / "scorer.json"
-    if not force and not with_teacher and path.exists():
-        previous = read_json(path)
-        if previous.get("fingerprint") == fp:
-            return {**previous, "skipped": True}
+    ledger = Ledger(ws)
+    if not force and not with_teacher and ledger.is_current(unit):
+        return {**read_json(path), "skipped": True}
     pairs = make_pairs(cfg, ws, per_format, seed)
     scorer = Scorer(ws, trim=cfg.student.trim)
     texts = [t for p in pairs for t in (p.clean, p.corrupted)]
@@ -106,7 +113,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
             for r in (row, k):
                 r["teacher_pairs"] += 1
                 r["teacher_wins"] += tw
-    out: dict[str, Any] = {"per_format": {}, "pairs": len(pairs), "seed": seed, "fingerprint": fp,
+    out: dict[str, Any] = {"per_format": {}, "pairs": len(pairs), "seed": seed,
                            "teacher": f"asked on {with_teacher} pairs per format" if with_teacher else "cache only"}
     for fmt, row in sorted(rows.items()):
         out["per_format"][fmt] = {
@@ -118,6 +125,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
                             else None} for k, v in sorted(row["kinds"].items())},
         }
     write_json(path, out)
+    ledger.record(unit, Counts(2 * len(pairs), 2 * len(pairs), 0, 0))
     return {**out, "skipped": False}
 
 

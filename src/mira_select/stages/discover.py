@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..config import MiraConfig
 from ..errors import MiraError
 from ..sampling import SampledRecord, round_robin_sample
-from .teacher_stage import TeacherStage
 from ..specificity import GroupVocabulary
 from ..teacher.prompts import FORMATS, prompt_version
 from ..teacher.schema import ANCHOR_FIELDS
-from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
-from .group import load_groups
+from .teacher_stage import TeacherStage
+from ..ledger import Unit
+from ..workspace import Counts, atomic_write_bytes, read_json, write_json
+from .group import group_members, load_groups
 
 STAGE = "discover"
 VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
@@ -44,15 +44,6 @@ class DiscoverResult:
     seconds: float
 
 
-def group_members(ws: Workspace, cfg: MiraConfig) -> dict[str, list[str]]:
-    groups = load_groups(ws)["groups"]
-    manifest = ws.manifest()
-    for name, sources in groups.items():
-        if sum(manifest["sources"][s]["records"] for s in sources) == 0:
-            raise MiraError(f"group {name!r} has no records (sources: {', '.join(sources)}); fix groups.override")
-    return groups
-
-
 def parts_for(records: list[SampledRecord]) -> bool:
     """A group is judged with think/combined/answer parts when most of its records carry a reasoning trace."""
     return sum(r.format == "qa_think" for r in records) * 2 > len(records)
@@ -64,22 +55,30 @@ class DiscoverStage(TeacherStage):
     def rubric_path(self, group: str):
         return self.ws.root / "rubrics" / f"{group}.json"
 
+    def unit(self, group: str, sources: list[str]) -> Unit:
+        return Unit.of(STAGE, group, {
+            "members": sources, "records": {s: self.ledger.fingerprint("ingest", f"{s}/_source") for s in sources},
+            "config.discover": self.cfg.discover.model_dump(mode="json"), "teacher": self.cfg.teacher.model,
+            "embedder": load_groups(self.ws)["embedder"], "logic": LOGIC_VERSION,
+            "prompts": {f: [prompt_version("judge", f), prompt_version("anchor", f)] for f in FORMATS},
+        }, [self.rubric_path(group)])
+
+    def units(self) -> list[Unit]:
+        return [self.unit(g, s) for g, s in group_members(self.ws, self.cfg).items()]
+
     def run(self, force: bool = False) -> DiscoverResult:
         start = time.monotonic()
-        d = self.cfg.discover
         groups = group_members(self.ws, self.cfg)
         rubrics, skipped = {}, []
         for group, sources in groups.items():
-            fp = {"sources": sources, "discover": d.model_dump(mode="json"), "teacher": self.cfg.teacher.model,
-                  "groups_embedder": load_groups(self.ws)["embedder"],
-                  "prompts": {f: [prompt_version("judge", f), prompt_version("anchor", f)] for f in FORMATS},
-                  "logic": LOGIC_VERSION}
-            path = self.rubric_path(group)
-            if not force and path.exists() and read_json(path).get("fingerprint") == fp:
-                rubrics[group] = read_json(path)
+            unit = self.unit(group, sources)
+            if not force and self.ledger.is_current(unit):
+                rubrics[group] = read_json(self.rubric_path(group))
                 skipped.append(group)
                 continue
-            rubrics[group] = self._discover_group(group, sources, fp)
+            rubrics[group] = self._discover_group(group, sources, dict(unit.inputs))
+            n = rubrics[group]["n_records"]
+            self.ledger.record(unit, Counts(n, rubrics[group]["n_judged"], 0, rubrics[group]["n_dead"]))
         if self._teacher is not None:
             self._teacher.save_accounting()
         return DiscoverResult(rubrics, skipped, time.monotonic() - start)

@@ -18,7 +18,8 @@ from ..config import MiraConfig
 from ..errors import MiraError
 from ..progress import Reporter
 from ..sampling import reservoir_sample
-from ..workspace import Workspace, write_json
+from ..ledger import Ledger, Unit
+from ..workspace import Counts, Workspace, write_json
 
 STAGE = "group"
 
@@ -64,9 +65,15 @@ class GroupStage:
     def path(self):
         return self.ws.root / "groups.json"
 
-    def _fingerprint(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return {"groups": self.cfg.groups.model_dump(mode="json"),
-                "sources": {n: manifest["sources"][n]["records"] for n in self.cfg.source_names}}
+    def unit(self) -> Unit:
+        """One unit: the grouping config and the content of every source (as ingest recorded it)."""
+        ledger = Ledger(self.ws)
+        return Unit.of(STAGE, "all", {"config.groups": self.cfg.groups.model_dump(mode="json"),
+                                      "records": {n: ledger.fingerprint("ingest", f"{n}/_source")
+                                                  for n in self.cfg.source_names}}, [self.path])
+
+    def units(self) -> list[Unit]:
+        return [self.unit()]
 
     def run(self, force: bool = False) -> GroupResult:
         start = time.monotonic()
@@ -74,13 +81,9 @@ class GroupStage:
         missing = [n for n in self.cfg.source_names if n not in manifest["sources"]]
         if missing:
             raise MiraError(f"sources not ingested yet: {', '.join(missing)}; run `mira ingest` first")
-        fp = self._fingerprint(manifest)
-        if not force and self.path.exists():
-            from ..workspace import read_json
-
-            done = read_json(self.path)
-            if done.get("fingerprint") == fp:
-                return GroupResult(done["groups"], True, time.monotonic() - start)
+        unit = self.unit()
+        if not force and Ledger(self.ws).is_current(unit):
+            return GroupResult(load_groups(self.ws)["groups"], True, time.monotonic() - start)
 
         from ..embed import get_embedder
 
@@ -120,7 +123,6 @@ class GroupStage:
             if n not in names:
                 groups.setdefault(group, []).append(n)
         result = {
-            "fingerprint": fp,
             "embedder": embedder.id,
             "k": k, "k_requested": g.k, "seeds": g.seeds, "split_by_format": g.split_by_format,
             "sample_per_source": g.sample_per_source,
@@ -136,6 +138,7 @@ class GroupStage:
             "sampled": {n: len(samples[n]) for n in names},
         }
         write_json(self.path, result)
+        Ledger(self.ws).record(unit, Counts(len(names), len(names), 0, 0))
         return GroupResult(result["groups"], False, time.monotonic() - start)
 
 
@@ -150,6 +153,16 @@ def _name_by_format(assignments: dict[str, str], formats: dict[str, str]) -> dic
         used[base] = used.get(base, 0) + 1
         named[label] = base if used[base] == 1 else f"{base}-{used[base]}"
     return {src: named[label] for src, label in assignments.items()}
+
+
+def group_members(ws: Workspace, cfg: MiraConfig) -> dict[str, list[str]]:
+    """Group -> member sources, from groups.json; a group whose sources hold no record is a config error."""
+    groups = load_groups(ws)["groups"]
+    manifest = ws.manifest()
+    for name, sources in groups.items():
+        if sum(manifest["sources"][s]["records"] for s in sources) == 0:
+            raise MiraError(f"group {name!r} has no records (sources: {', '.join(sources)}); fix groups.override")
+    return groups
 
 
 def load_groups(ws: Workspace) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,12 @@ import pyarrow.parquet as pq
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..executor import Executor, make_executor
-from ..io.readers import expand_paths
+from ..io.readers import InputFile, expand_paths
 from ..io.shards import shard_writer
 from ..progress import Reporter
 from ..tokens import get_counter
-from ..workspace import Counts, Workspace, atomic_path, write_json
+from ..ledger import Ledger, Unit, digest
+from ..workspace import Counts, Workspace, atomic_path, file_digest, read_json, write_json
 from .ingest_file import STAGE, FileTask, ingest_file, quarantine_part
 
 
@@ -43,8 +45,40 @@ class IngestResult:
         return self.files_done > 0 or self.sources_finalized > 0
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
+class InputDigests:
+    """Content digests of input files, remembered by (url, size, mtime) so a re-run does not re-read the corpus.
+
+    Local files are hashed (sha256 of the bytes) once per change of size or mtime; a remote file's version is what
+    its filesystem reports (ETag / checksum / mtime) with its size — never only its name, so replacing a file with
+    new content of the same size is a change.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.known: dict[str, list] = read_json(path) if path.exists() else {}
+        self.dirty = False
+
+    def get(self, f: InputFile) -> str:
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(f.url)
+        info = fs.info(p)
+        if "://" in f.url and not f.url.startswith("file://"):
+            version = [info.get(k) for k in ("ETag", "etag", "checksum", "md5", "mtime", "LastModified")]
+            return digest({"size": f.size, "version": version})
+        stamp = [f.size, Path(p).stat().st_mtime_ns]
+        hit = self.known.get(f.url)
+        if hit and hit[:2] == stamp:
+            return hit[2]
+        value = file_digest(Path(p))
+        self.known[f.url] = [*stamp, value]
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if self.dirty:
+            write_json(self.path, self.known)
+            self.dirty = False
 
 
 class IngestStage:
@@ -52,8 +86,16 @@ class IngestStage:
                  reporter: Reporter | None = None):
         self.cfg = cfg
         self.ws = ws or Workspace(cfg.workspace_path)
-        self.executor = executor or make_executor(cfg.executor)
+        self._executor = executor
         self.reporter = reporter or Reporter()
+        self.ledger = Ledger(self.ws)
+        self.digests = InputDigests(self.ws.work_dir(STAGE) / "input_digests.json")
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = make_executor(self.cfg.executor)
+        return self._executor
 
     def plan(self) -> dict[str, list[FileTask]]:
         """Resolve every source's inputs before anything is written: a bad path fails the run up front."""
@@ -64,14 +106,24 @@ class IngestStage:
                 files = expand_paths(src.paths, str(self.cfg.base_dir), src.reader)
             except MiraError as exc:
                 raise MiraError(f"source {src.name!r}: {exc}") from None
-            common = {"source": src.model_dump(mode="json"), "ingest": self.cfg.ingest.model_dump(mode="json"),
-                      "tokenizer": tok.sha256}
+            common = {f"config.sources.{src.name}": src.model_dump(mode="json"),
+                      "config.ingest": self.cfg.ingest.model_dump(mode="json"), "tokenizer": tok.sha256}
             plan[src.name] = [
                 FileTask(str(self.ws.root), src, self.cfg.ingest, self.cfg.tokenizer, f, i,
-                         _hash({**common, "url": f.url, "size": f.size, "name": f.name}))
+                         Unit.of(STAGE, f"{src.name}/part-{i:05d}",
+                                 {**common, "file": {"name": f.name, "content": self.digests.get(f)}},
+                                 [self.ws.record_shard(src.name, i)]))
                 for i, f in enumerate(files)
             ]
+        self.digests.save()
         return plan
+
+    def source_unit(self, name: str, tasks: list[FileTask]) -> Unit:
+        return Unit.of(STAGE, f"{name}/_source", {"files": [t.unit.fingerprint for t in tasks]},
+                       [self.ws.record_shard(name, t.index) for t in tasks])
+
+    def units(self) -> list[Unit]:
+        return [u for name, ts in self.plan().items() for u in (*(t.unit for t in ts), self.source_unit(name, ts))]
 
     def run(self, force: bool = False) -> IngestResult:
         start = time.monotonic()
@@ -91,21 +143,21 @@ class IngestStage:
         if todo:
             total = sum(max(t.file.size, 1) for t in todo)
             with self.reporter.task(f"ingest {len(todo)} file(s)", total=total) as bar:
-                for task, _ in self.executor.map_unordered(ingest_file, todo):
+                for task, _ in self.executor.map_unordered(ingest_file, todo):  # made only when there is work
                     result.files_done += 1
                     bar.advance(max(task.file.size, 1))
 
         sources: dict[str, Any] = {}
+        self.ledger = Ledger(self.ws)  # the workers recorded their units: forget what was read before
         for name, ts in plan.items():
-            fp = _hash([t.fingerprint for t in ts])
-            key = f"{name}/_source"
-            if self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
-                sources[name] = self.ws.read_marker(STAGE, key)["summary"]
+            unit = self.source_unit(name, ts)
+            if self.ledger.is_current(unit):
+                sources[name] = self.ledger.info(STAGE, unit.key)["summary"]
                 continue
             result.sources_finalized += 1
             summary = self._finalize_source(name, ts)
             counts = Counts(summary["input_lines"], summary["records"], summary["dropped"], summary["quarantined"])
-            self.ws.mark_done(STAGE, key, counts, fingerprint=fp, summary=summary)
+            self.ledger.record(unit, counts, summary=summary)
             sources[name] = summary
 
         tok = get_counter(self.cfg.tokenizer).info
@@ -123,7 +175,7 @@ class IngestStage:
         return result
 
     def _file_done(self, t: FileTask) -> bool:
-        return self.ws.is_done(STAGE, t.key) and self.ws.read_marker(STAGE, t.key).get("fingerprint") == t.fingerprint
+        return self.ledger.is_current(t.unit)
 
     # ---- per-source finalize ------------------------------------------------------------------------------------
     def _finalize_source(self, name: str, tasks: list[FileTask]) -> dict[str, Any]:

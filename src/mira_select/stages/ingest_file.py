@@ -18,6 +18,7 @@ import orjson
 from ..config import ContaminationConfig, IngestConfig, SourceConfig
 from ..io.readers import InputFile, RawItem, read_items
 from ..io.shards import shard_writer
+from ..ledger import Ledger, Unit
 from ..records import RECORD_SCHEMA, detect_format, drop_path, get_path, render_text
 from ..tokens import get_counter
 from ..workspace import Counts, Workspace, atomic_path
@@ -36,7 +37,7 @@ class FileTask:
     tokenizer: str
     file: InputFile
     index: int
-    fingerprint: str
+    unit: Unit  # named inputs: the source and ingest config, the tokenizer, the file's content
 
     @property
     def key(self) -> str:
@@ -96,9 +97,10 @@ class _Buffer:
 
 def ingest_file(task: FileTask) -> FileResult:
     ws = Workspace(task.ws_root)
+    ledger = Ledger(ws)
     src, cfg = task.source, task.ingest
-    if ws.is_done(STAGE, task.key) and ws.read_marker(STAGE, task.key).get("fingerprint") == task.fingerprint:
-        marker = ws.read_marker(STAGE, task.key)
+    if ledger.is_current(task.unit):
+        marker = ledger.info(STAGE, task.key)
         return FileResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
 
     counter = get_counter(task.tokenizer)
@@ -140,7 +142,6 @@ def ingest_file(task: FileTask) -> FileResult:
     with atomic_path(quarantine_part(ws, src.name, task.index)) as tmp:
         tmp.write_bytes(b"".join(r + b"\n" for r in quarantine.rows))
     info = {
-        "fingerprint": task.fingerprint,
         "file": task.file.name,
         "url": task.file.url,
         "tokens": tokens,
@@ -151,7 +152,7 @@ def ingest_file(task: FileTask) -> FileResult:
         "ids_assigned": ids_assigned,
         "contaminated": buf.contaminated,
     }
-    ws.mark_done(STAGE, task.key, counts, **info)
+    ledger.record(task.unit, counts, **info)
     return FileResult(task.key, counts, info={"counts": counts.to_dict(), **info})
 
 

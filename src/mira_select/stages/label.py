@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..io.shards import write_table
+from ..ledger import Unit
 from ..rubric import anchor_choice_path, anchors_of, load_rubric
 from ..sampling import SampledRecord, length_stratified_sample
 from ..teacher.client import Teacher
@@ -39,7 +40,7 @@ from ..teacher.twins import make_twins
 from ..teacher.types import Anchor, TeacherResult
 from ..tokens import get_counter
 from ..workspace import Counts, atomic_write_bytes, write_json
-from .discover import group_members
+from .group import group_members
 from .teacher_stage import TeacherStage
 
 STAGE = "label"
@@ -136,13 +137,20 @@ class LabelStage(TeacherStage):
             self._teacher.save_accounting()
         return LabelResult(counts, time.monotonic() - start, skipped)
 
-    def _fingerprint(self, group: str, rubric: dict[str, Any]) -> str:
-        return hashlib.sha256(orjson.dumps({"label": self.cfg.label.model_dump(mode="json"),
-                                            "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model,
-                                            "n": self.records_per_group(), "prompts": self.prompt_versions(),
-                                            "logic": LOGIC_VERSION,
-                                            "cut": self.teacher_config().max_record_tokens},
-                                           option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    def inputs(self, group: str, sources: list[str], rubric: dict[str, Any]) -> dict[str, Any]:
+        """What a group's labels depend on; every chunk of the group and its final pass share them."""
+        return {"config.label": self.cfg.label.model_dump(mode="json"), "anchors": rubric["anchors"],
+                "teacher": self.cfg.teacher.model, "n": self.records_per_group(), "prompts": self.prompt_versions(),
+                "logic": LOGIC_VERSION, "cut": self.teacher_config().max_record_tokens,
+                "records": {s: self.ledger.fingerprint("ingest", f"{s}/_source") for s in sources}}
+
+    def final_unit(self, group: str, sources: list[str]) -> Unit:
+        d = self.labels_dir(group)
+        return Unit.of(self.stage, f"{group}/_final", self.inputs(group, sources, self.rubric(group)),
+                       [d / "train.parquet", d / "val.parquet"])
+
+    def units(self) -> list[Unit]:
+        return [self.final_unit(g, s) for g, s in self.groups().items()]
 
     def items(self, sources: list[str], fmt_for_all: str | None) -> list[LabelItem]:
         """The sample, its first ``n_explained`` records flagged for rationales, then the twins."""
@@ -169,12 +177,9 @@ class LabelStage(TeacherStage):
         lc = self.cfg.label
         rubric = self.rubric(group)
         anchors = anchors_of(rubric)
-        fp = self._fingerprint(group, rubric)
-        final_key = f"{group}/_final"
-        if self.ws.is_done(self.stage, final_key):
-            marker = self.ws.read_marker(self.stage, final_key)
-            if marker.get("fingerprint") == fp:
-                return marker["summary"], True
+        final = self.final_unit(group, sources)
+        if self.ledger.is_current(final):
+            return self.ledger.info(self.stage, final.key)["summary"], True
         fmt_for_all = self.prompt_format(rubric)
         items = self.items(sources, fmt_for_all)
         chunks = [items[i:i + lc.chunk] for i in range(0, len(items), lc.chunk)]
@@ -183,21 +188,21 @@ class LabelStage(TeacherStage):
         with self.reporter.task(f"{self.stage} {group}: {len(items)} records x {len(anchors)} anchors",
                                 total=calls) as bar:
             for ci, chunk in enumerate(chunks):
-                key = f"{group}/chunk-{ci:05d}"
-                if self.ws.is_done(self.stage, key) and self.ws.read_marker(self.stage, key).get("fingerprint") == fp:
+                out = work / f"chunk-{ci:05d}.parquet"
+                unit = Unit(self.stage, f"{group}/chunk-{ci:05d}", final.inputs, (out,))
+                if self.ledger.is_current(unit):
                     bar.advance(len(chunk) + sum(it.explain for it in chunk))
                     continue
                 rows, dead = self._label_chunk(chunk, fmt_for_all, anchors, bar)
-                write_table(work / f"chunk-{ci:05d}.parquet", label_table(rows, anchors))
+                write_table(out, label_table(rows, anchors))
                 atomic_write_bytes(work / f"chunk-{ci:05d}.dead.jsonl",
                                    b"".join(orjson.dumps(d) + b"\n" for d in dead))
-                self.ws.mark_done(self.stage, key, Counts(len(chunk), len(rows), 0, len(dead)), fingerprint=fp)
+                self.ledger.record(unit, Counts(len(chunk), len(rows), 0, len(dead)))
         summary = self._finalize(group, len(chunks), anchors, rubric)
         summary["requested"] = self.records_per_group()
         summary["sampled"] = sum(not it.twin_kind for it in items)
         summary["twins_sampled"] = sum(bool(it.twin_kind) for it in items)
-        self.ws.mark_done(self.stage, final_key, Counts(len(items), summary["labeled"], 0, summary["dead"]),
-                          fingerprint=fp, summary=summary)
+        self.ledger.record(final, Counts(len(items), summary["labeled"], 0, summary["dead"]), summary=summary)
         return summary, False
 
     def _label_chunk(self, chunk: list[LabelItem], fmt_for_all: str | None, anchors: list[Anchor],

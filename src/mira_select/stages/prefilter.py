@@ -26,8 +26,9 @@ from ..config import PrefilterConfig
 from ..errors import MiraError
 from ..io.shards import read_sidecar_column, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
+from ..ledger import Unit
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
-from ..workspace import Counts, Workspace, file_digest, read_json, write_json
+from ..workspace import Counts, Workspace, read_json, write_json
 from .shard_stage import ShardStage
 
 STAGE = "prefilter"
@@ -45,7 +46,7 @@ class RulesUnit:
     shard: str
     out: str
     config: str  # PrefilterConfig as JSON (units must pickle cheaply to workers)
-    fingerprint: str
+    unit: Unit
 
 
 @dataclass
@@ -95,22 +96,37 @@ class PrefilterStage(ShardStage):
         units = []
         for source in self.cfg.source_names:
             for shard in self.ws.record_shards(source):
-                fp = hashlib.sha256(f"{conf}\0{logic}\0{file_digest(shard)}".encode()).hexdigest()[:16]
-                units.append(RulesUnit(source, str(shard), str(self.ws.work_dir(STAGE, source) / shard.name),
-                                       conf, fp))
+                out = self.ws.work_dir(STAGE, source) / shard.name
+                unit = Unit.of(STAGE, self.key(source, shard), {"config.prefilter": conf, "logic": logic,
+                                                                "records": shard}, [out])
+                units.append(RulesUnit(source, str(shard), str(out), conf, unit))
         return units
+
+    def summary_unit(self, units: list[RulesUnit]) -> Unit:
+        """The global dedup/decision pass: current while every shard's rules output is the one it last read."""
+        return Unit.of(STAGE, "_summary", {"shards": {u.unit.key: u.unit.fingerprint for u in units}},
+                       [self.summary_path])
+
+    @property
+    def summary_path(self) -> Path:
+        return self.ws.root / "prefilter" / "summary.json"
+
+    def units(self) -> list[Unit]:
+        items = self.plan()
+        return [i.unit for i in items] + [self.summary_unit(items)]
 
     def run(self, force: bool = False) -> PrefilterResult:
         start = time.monotonic()
         units = self.plan()
         todo = [u for u in units if force or not self.current(u)]
         self.run_units(rules_shard, todo, f"prefilter: rules on {len(todo)} shard(s)")
-        fp = hashlib.sha256("".join(u.fingerprint for u in units).encode()).hexdigest()[:16]
-        summary_path = self.ws.root / "prefilter" / "summary.json"
-        if not force and not todo and summary_path.exists() and read_json(summary_path).get("fingerprint") == fp:
-            summary = read_json(summary_path)
+        final = self.summary_unit(units)
+        if not force and self.ledger.is_current(final):
+            summary = read_json(self.summary_path)
         else:
-            summary = self._decide(units, fp)
+            summary = self._decide(units, final.fingerprint)
+            t = summary["totals"]
+            self.ledger.record(final, Counts(t["input"], t["kept"], t["dropped"], 0))
         return PrefilterResult(len(todo), len(units) - len(todo), summary, time.monotonic() - start)
 
     def _decide(self, units: list[RulesUnit], fp: str) -> dict[str, Any]:
@@ -153,7 +169,7 @@ class PrefilterStage(ShardStage):
         summary = {"fingerprint": fp, "actions": action, "sources": per_source,
                    "near_dup_clusters": len(index.clusters),
                    "totals": {k: sum(r[k] for r in per_source.values()) for k in ("input", "kept", "dropped")}}
-        write_json(self.ws.root / "prefilter" / "summary.json", summary)
+        write_json(self.summary_path, summary)
         return summary
 
 

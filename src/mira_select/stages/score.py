@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from ..aggregate import trimmed_score
 from ..io.shards import shard_writer
-from ..workspace import Counts, Workspace, file_digest
-from .discover import group_members
+from ..ledger import Unit
+from ..workspace import Counts, Workspace
+from .group import group_members
 from .shard_stage import ShardStage
 from .train import load_student_bundle, student_dir
 
@@ -37,7 +38,8 @@ class ScoreUnit:
     out: str
     trim: float
     batch: int
-    fingerprint: str
+    student: str  # digest of the student bundle: keys the per-process model cache
+    unit: Unit
 
 
 @dataclass
@@ -64,7 +66,7 @@ def _bundle(root: str, group: str, fingerprint: str):
 
 
 def score_shard(unit: ScoreUnit) -> Counts:
-    student, mask = _bundle(unit.root, unit.group, unit.fingerprint)
+    student, mask = _bundle(unit.root, unit.group, unit.student)
     anchors = student.anchors
     columns = [anchors.index(a) for a in mask[unit.source]["anchors"]]
     pf = pq.ParquetFile(unit.shard)
@@ -100,11 +102,15 @@ class ScoreStage(ShardStage):
             fp = scorer_fingerprint(self.ws, group, sc.trim)
             for source in sources:
                 for shard in self.ws.record_shards(source):
-                    # the unit is current only for this student AND this content of the record shard
-                    unit_fp = hashlib.sha256(f"{fp}:{file_digest(shard)}".encode()).hexdigest()[:16]
-                    units.append(ScoreUnit(str(self.ws.root), source, group, str(shard),
-                                           str(score_path(self.ws, source, shard)), sc.trim, sc.batch, unit_fp))
+                    # current only for this student AND this content of the record shard
+                    out = score_path(self.ws, source, shard)
+                    unit = Unit.of(STAGE, self.key(source, shard), {"student": fp, "records": shard}, [out])
+                    units.append(ScoreUnit(str(self.ws.root), source, group, str(shard), str(out), sc.trim,
+                                           sc.batch, fp, unit))
         return units
+
+    def units(self) -> list[Unit]:
+        return [item.unit for item in self.plan()]
 
     def run(self, force: bool = False) -> ScoreResult:
         start = time.monotonic()

@@ -15,7 +15,6 @@ length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,11 @@ from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets, reference_mask
-from .prefilter import dropped_mask
 from ..io.shards import shard_writer
-from ..workspace import Counts, Workspace, read_json, write_json
-from .discover import group_members
+from ..ledger import Ledger, Unit
+from ..workspace import Counts, Workspace, write_json
+from .group import group_members
+from .prefilter import dropped_mask
 
 STAGE = "select"
 __all__ = ["VARIANTS", "SelectStage", "budget_mask", "select_units"]
@@ -114,9 +114,13 @@ def load_shards(cfg: MiraConfig, ws: Workspace, sources: list[str], scorer: Vari
     return out
 
 
+def selection_dir(ws: Workspace, variant: str) -> Path:
+    return ws.root / "selection" / variant
+
+
 def write_selection(ws: Workspace, name: str, shards: list[ScoreShard], keep: list[np.ndarray],
                     summary: dict[str, Any]) -> None:
-    out = ws.root / "selection" / name
+    out = selection_dir(ws, name)
     schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("score", pa.float32()),
                         ("n_tokens", pa.int32())])
     with shard_writer(out / "kept.parquet", schema) as w:
@@ -168,11 +172,10 @@ class SelectStage:
         scorer = make_scorer(variant, self.cfg, self.ws, sources)
         if variant == "full":
             fraction = 1.0
-        fp = self._fingerprint(sources, fraction, scorer)
-        key = variant
-        if not force and self.ws.is_done(STAGE, key) and self.ws.read_marker(STAGE, key).get("fingerprint") == fp:
-            summary = self.ws.read_marker(STAGE, key)["summary"]
-            return SelectResult(variant, summary, True, time.monotonic() - start)
+        unit = self.unit(variant, sources, fraction, scorer)
+        ledger = Ledger(self.ws)
+        if not force and ledger.is_current(unit):
+            return SelectResult(variant, ledger.info(STAGE, variant)["summary"], True, time.monotonic() - start)
         scorer.prepare()
         shards = load_shards(self.cfg, self.ws, sources, scorer)
         unit_of = {"group": group_of.__getitem__, "source": lambda s: s, "global": lambda s: "all"}[scorer.unit]
@@ -181,18 +184,23 @@ class SelectStage:
         write_selection(self.ws, variant, shards, keep, summary)
         t = summary["totals"]
         n_in = t["records"] + t["excluded_records"]
-        self.ws.mark_done(STAGE, key, Counts(n_in, t["kept_records"], n_in - t["kept_records"], 0),
-                          fingerprint=fp, summary=summary)
+        ledger.record(unit, Counts(n_in, t["kept_records"], n_in - t["kept_records"], 0), summary=summary)
         return SelectResult(variant, summary, False, time.monotonic() - start)
 
-    def _fingerprint(self, sources: list[str], fraction: float, scorer: VariantScorer) -> str:
-        h = hashlib.sha256(f"{fraction!r}:{self.cfg.eval.holdout_share!r}:{scorer.fingerprint()}".encode())
-        for source in sources:
-            for shard in self.ws.record_shards(source):
-                key = f"{source}/{shard.stem}"
-                if self.ws.is_done("ingest", key):
-                    h.update(f"{key}:{self.ws.read_marker('ingest', key).get('fingerprint')}".encode())
-        prefilter = self.ws.root / "prefilter" / "summary.json"  # its drop decisions change what is selectable
-        if self.cfg.prefilter.enabled and prefilter.exists():
-            h.update(str(read_json(prefilter).get("fingerprint")).encode())
-        return h.hexdigest()[:16]
+    def unit(self, variant: str, sources: list[str], fraction: float, scorer: VariantScorer) -> Unit:
+        ledger = Ledger(self.ws)
+        inputs: dict[str, Any] = {"fraction": fraction, "holdout_share": self.cfg.eval.holdout_share,
+                                  "scores": scorer.fingerprint(),
+                                  "records": {s: ledger.fingerprint("ingest", f"{s}/_source") for s in sources}}
+        if self.cfg.prefilter.enabled:  # its drop decisions change what is selectable
+            inputs["prefilter"] = ledger.fingerprint("prefilter", "_summary")
+        return Unit.of(STAGE, variant, inputs, [selection_dir(self.ws, variant) / "summary.json"])
+
+    def units(self) -> list[Unit]:
+        groups = group_members(self.ws, self.cfg)
+        sources = [s for s in self.cfg.source_names if any(s in m for m in groups.values())]
+        out = []
+        for variant in self.cfg.budget.variants():
+            fraction = 1.0 if variant == "full" else self.cfg.budget.fraction
+            out.append(self.unit(variant, sources, fraction, make_scorer(variant, self.cfg, self.ws, sources)))
+        return out

@@ -1,7 +1,8 @@
 """Base of the stages whose work units are record shards run on the executor (prefilter, score).
 
-Written once: the executor loop, a completion marker per finished unit (with its fingerprint), progress by records,
-and the rule that a unit is current only when its marker, its output and its fingerprint all agree.
+Written once: the executor loop, a completion record per finished unit (through the ledger, with its named inputs)
+and progress by records. A work item carries its ledger ``Unit`` as ``.unit``; whether it is current is the ledger's
+answer, like every other stage's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..config import MiraConfig
 from ..executor import Executor, make_executor
+from ..ledger import Ledger
 from ..progress import Reporter
 from ..workspace import Counts, Workspace
 
@@ -26,28 +28,26 @@ class ShardStage:
         self.ws = ws or Workspace(cfg.workspace_path)
         self.executor = executor
         self.reporter = reporter or Reporter()
+        self.ledger = Ledger(self.ws)
 
-    def key(self, unit: Any) -> str:
-        return f"{unit.source}/{Path(unit.shard).stem}"
+    def key(self, source: str, shard: Path) -> str:
+        return f"{source}/{Path(shard).stem}"
 
-    def current(self, unit: Any) -> bool:
-        key = self.key(unit)
-        return (self.ws.is_done(self.stage, key) and Path(unit.out).exists()
-                and self.ws.read_marker(self.stage, key).get("fingerprint") == unit.fingerprint)
+    def current(self, item: Any) -> bool:
+        return self.ledger.is_current(item.unit)
 
     def run_units(self, fn: Callable[[Any], Counts], todo: Sequence[Any], title: str,
-                  marker_info: Callable[[Any], dict[str, Any]] = lambda u: {}) -> int:
+                  marker_info: Callable[[Any], dict[str, Any]] = lambda item: {}) -> int:
         """Run ``fn`` over the units on the executor, marking each done as it finishes. -> records processed."""
         if not todo:
             return 0
         executor = self.executor or make_executor(self.cfg.executor)
-        total = sum(pq.ParquetFile(u.shard).metadata.num_rows for u in todo)
+        total = sum(pq.ParquetFile(item.shard).metadata.num_rows for item in todo)
         records = 0
         try:
             with self.reporter.task(title, total=total) as bar:
-                for unit, counts in executor.map_unordered(fn, todo):
-                    self.ws.mark_done(self.stage, self.key(unit), counts, fingerprint=unit.fingerprint,
-                                      **marker_info(unit))
+                for item, counts in executor.map_unordered(fn, todo):
+                    self.ledger.record(item.unit, counts, **marker_info(item))
                     records += counts.n_in
                     bar.advance(counts.n_in)
         finally:

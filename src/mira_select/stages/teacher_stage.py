@@ -6,6 +6,7 @@ Lazy, because a stage whose units are all complete must not load a model or open
 from __future__ import annotations
 
 from ..config import MiraConfig, TeacherConfig
+from ..ledger import Ledger
 from ..progress import Reporter
 from ..teacher.client import Teacher
 from ..workspace import Workspace
@@ -20,6 +21,7 @@ class TeacherStage:
         self.ws = ws or Workspace(cfg.workspace_path)
         self.reporter = reporter or Reporter()
         self._teacher = teacher
+        self.ledger = Ledger(self.ws)
 
     def teacher_config(self) -> TeacherConfig:
         return self.cfg.teacher

