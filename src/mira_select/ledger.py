@@ -31,18 +31,30 @@ def digest(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """An input that is another stage's unit: stands for that unit's recorded fingerprint, and makes it a
+    dependency, so a stale upstream unit shows its dependents as stale too (`mira status`)."""
+
+    stage: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Unit:
-    """One unit of a stage: its marker key, its named inputs (digested once, here) and the files it writes."""
+    """One unit of a stage: its marker key, its named inputs (digested once, here), the files it writes and the
+    upstream units it reads."""
 
     stage: str
     key: str
     inputs: Mapping[str, str]
     outputs: tuple[Path, ...] = ()
+    deps: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = ()) -> "Unit":
+    def of(cls, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = (),
+           deps: Sequence[tuple[str, str]] = ()) -> "Unit":
         return cls(stage, key, {name: digest(v) for name, v in sorted(inputs.items())},
-                   tuple(Path(p) for p in outputs))
+                   tuple(Path(p) for p in outputs), tuple(deps))
 
     @property
     def fingerprint(self) -> str:
@@ -89,6 +101,23 @@ class Ledger:
         if lost:
             return Verdict(MISSING, why="output removed: " + ", ".join(lost[:3]))
         return Verdict(CURRENT)
+
+    def unit(self, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = ()) -> Unit:
+        """A unit whose inputs may hold ``Ref`` values (at any depth): each becomes the referenced unit's recorded
+        fingerprint (None when it never completed) and one of the unit's dependencies."""
+        deps: list[tuple[str, str]] = []
+
+        def resolve(v: Any) -> Any:
+            if isinstance(v, Ref):
+                deps.append((v.stage, v.key))
+                return self.fingerprint(v.stage, v.key)
+            if isinstance(v, dict):
+                return {k: resolve(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [resolve(x) for x in v]
+            return v
+
+        return Unit.of(stage, key, {n: resolve(v) for n, v in inputs.items()}, outputs, deps)
 
     def is_current(self, unit: Unit) -> bool:
         return self.verdict(unit).current

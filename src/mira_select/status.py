@@ -84,11 +84,20 @@ def workspace_status(cfg: MiraConfig, stages: tuple[str, ...] = STAGES) -> list[
     listers = _units(cfg, ws)
     out: list[StageStatus] = []
     pending: list[str] = []
+    redo: set[tuple[str, str]] = set()  # units `mira run` would redo, so far: their dependents are stale too
     for name in stages:
         st = StageStatus(name, upstream=list(pending))
         try:
-            st.units = [(u.key, ledger.verdict(u)) for u in listers[name]()]
+            for u in listers[name]():
+                verdict = ledger.verdict(u)
+                upstream = [d for d in u.deps if d in redo]
+                if verdict.current and upstream:
+                    verdict = Verdict(STALE, why=f"upstream {upstream[0][0]} not current")
+                if not verdict.current:
+                    redo.add((u.stage, u.key))
+                st.units.append((u.key, verdict))
         except (WorkspaceError, MiraError, FileNotFoundError, KeyError) as exc:
+            st.units = []
             st.waiting = f"waits on {pending[-1]}" if pending else str(exc).splitlines()[0]
         if not st.current:
             pending.append(name)

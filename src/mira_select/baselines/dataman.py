@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import MiraConfig
 from ..errors import MiraError
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..sampling import SampledRecord, round_robin_sample
 from ..stages.label import LabelItem, LabelStage
@@ -137,7 +137,8 @@ def train_dataman(cfg: MiraConfig, ws: Workspace, reporter: Reporter | None = No
 def dataman_train_unit(cfg: MiraConfig, ws: Workspace) -> Unit:
     kind = cfg.student.kind if cfg.student.kind in ("hashed_linear", "embed_heads") else "hashed_linear"
     labels = dataman_dir(ws) / "labels"
-    return Unit.of("dataman-train", "student", {"kind": kind, "params": cfg.student.params.get(kind, {}),
+    return Ledger(ws).unit("dataman-train", "student", {"kind": kind, "params": cfg.student.params.get(kind, {}),
+                                                        "labels": Ref("dataman-label", f"{GROUP}/_final"),
                                                 "labels/train.parquet": labels / "train.parquet",
                                                 "labels/val.parquet": labels / "val.parquet"},
                    [dataman_dir(ws) / "student" / "metrics.json"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -45,7 +46,12 @@ class VariantScorer:
         """Fit whatever the variant needs (once per selection)."""
 
     def fingerprint(self) -> str:
+        """The variant's own settings (its part of the selection's inputs)."""
         return ""
+
+    def depends(self) -> dict[str, Any]:
+        """Upstream units whose outputs the variant's scores come from (``Ref`` values), beside its settings."""
+        return {}
 
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -83,14 +89,14 @@ class MiraScorer(VariantScorer):
         return key
 
     def fingerprint(self) -> str:
-        from ..ledger import Ledger, digest
+        return (f"{self.unit}:{self.method}:{self.cfg.budget.temperature}:{self.cfg.budget.seed}:"
+                f"{self.length_residual}:{self.uses_prefilter}")
+
+    def depends(self) -> dict[str, Any]:
+        from ..ledger import Ref
         from ..stages.score import STAGE
 
-        ledger = Ledger(self.ws)
-        shards = {f"{s}/{p.stem}": ledger.fingerprint(STAGE, f"{s}/{p.stem}")
-                  for s in self.sources for p in self.ws.record_shards(s)}
-        return digest([shards, self.method, self.cfg.budget.temperature, self.cfg.budget.seed, self.length_residual,
-                       self.uses_prefilter])
+        return {f"{s}/{p.stem}": Ref(STAGE, f"{s}/{p.stem}") for s in self.sources for p in self.ws.record_shards(s)}
 
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
         from ..stages.score import STAGE, score_path
@@ -176,6 +182,11 @@ class DatamanScorer(VariantScorer):
     def fingerprint(self) -> str:
         p = self.ws.root / "baselines" / "dataman" / "student" / "weights.npz"
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else "missing"
+
+    def depends(self) -> dict[str, Any]:
+        from ..ledger import Ref
+
+        return {"student": Ref("dataman-train", "student")}
 
     def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
         return self.student(_texts(shard))

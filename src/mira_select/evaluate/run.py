@@ -30,7 +30,7 @@ from ..benchmarks import BenchItem, load_benchmarks
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..stages.group import group_members
 from ..stages.select import SelectStage
@@ -70,10 +70,9 @@ class EvalRunner:
     def unit(self, variants: list[str], proxies: tuple[str, ...]) -> Unit:
         """Base key + every variant's selection (a missing selection counts too, so results with a skipped
         variant go stale once that variant can be selected)."""
-        ledger = Ledger(self.ws)
-        return Unit.of("eval", "results", {"base": self.base_key(proxies),
-                                           "selections": {v: ledger.fingerprint("select", v) for v in variants}},
-                       [self.results_path])
+        return Ledger(self.ws).unit("eval", "results", {"base": self.base_key(proxies),
+                                                        "selections": {v: Ref("select", v) for v in variants}},
+                                    [self.results_path])
 
     def units(self) -> list[Unit]:
         return [self.unit(list(self.cfg.eval.variants), ("ngram", "transformer"))]

@@ -20,7 +20,7 @@ from ..progress import Reporter
 from ..sampling import reservoir_sample
 from ..scorer import Scorer
 from ..teacher.twins import make_twins
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..workspace import Counts, Workspace, read_json, write_json
 
 STAGE = "check"
@@ -67,12 +67,12 @@ def check_unit(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> Un
 
     ledger = Ledger(ws)
     groups = group_members(ws, cfg)
-    return Unit.of(STAGE, "scorer", {
+    return ledger.unit(STAGE, "scorer", {
         "per_format": per_format, "seed": seed, "trim": cfg.student.trim,
         "config.prefilter": cfg.prefilter.model_dump(mode="json"),
-        "records": {s: ledger.fingerprint("ingest", f"{s}/_source") for s in cfg.source_names},
-        "students": {g: ledger.fingerprint("train", g) for g in groups},
-        "labels": {g: ledger.fingerprint("label", f"{g}/_final") for g in groups},
+        "records": {s: Ref("ingest", f"{s}/_source") for s in cfg.source_names},
+        "students": {g: Ref("train", g) for g in groups},
+        "labels": {g: Ref("label", f"{g}/_final") for g in groups},
     }, [ws.root / "check" / "scorer.json"])
 
 

@@ -27,7 +27,7 @@ from ..specificity import GroupVocabulary
 from ..teacher.prompts import FORMATS, prompt_version
 from ..teacher.schema import ANCHOR_FIELDS
 from .teacher_stage import TeacherStage
-from ..ledger import Unit
+from ..ledger import Ref, Unit
 from ..workspace import Counts, atomic_write_bytes, read_json, write_json
 from .group import group_members, load_groups
 
@@ -56,8 +56,8 @@ class DiscoverStage(TeacherStage):
         return self.ws.root / "rubrics" / f"{group}.json"
 
     def unit(self, group: str, sources: list[str]) -> Unit:
-        return Unit.of(STAGE, group, {
-            "members": sources, "records": {s: self.ledger.fingerprint("ingest", f"{s}/_source") for s in sources},
+        return self.ledger.unit(STAGE, group, {
+            "members": sources, "records": {s: Ref("ingest", f"{s}/_source") for s in sources},
             "config.discover": self.cfg.discover.model_dump(mode="json"), "teacher": self.cfg.teacher.model,
             "embedder": load_groups(self.ws)["embedder"], "logic": LOGIC_VERSION,
             "prompts": {f: [prompt_version("judge", f), prompt_version("anchor", f)] for f in FORMATS},

@@ -18,7 +18,7 @@ from ..config import MiraConfig
 from ..errors import MiraError
 from ..progress import Reporter
 from ..sampling import reservoir_sample
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..workspace import Counts, Workspace, write_json
 
 STAGE = "group"
@@ -68,9 +68,9 @@ class GroupStage:
     def unit(self) -> Unit:
         """One unit: the grouping config and the content of every source (as ingest recorded it)."""
         ledger = Ledger(self.ws)
-        return Unit.of(STAGE, "all", {"config.groups": self.cfg.groups.model_dump(mode="json"),
-                                      "records": {n: ledger.fingerprint("ingest", f"{n}/_source")
-                                                  for n in self.cfg.source_names}}, [self.path])
+        return ledger.unit(STAGE, "all", {"config.groups": self.cfg.groups.model_dump(mode="json"),
+                                          "records": {n: Ref("ingest", f"{n}/_source") for n in self.cfg.source_names}},
+                           [self.path])
 
     def units(self) -> list[Unit]:
         return [self.unit()]

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..io.shards import write_table
-from ..ledger import Unit
+from ..ledger import Ref, Unit
 from ..rubric import anchor_choice_path, anchors_of, load_rubric
 from ..sampling import SampledRecord, length_stratified_sample
 from ..teacher.client import Teacher
@@ -142,11 +142,11 @@ class LabelStage(TeacherStage):
         return {"config.label": self.cfg.label.model_dump(mode="json"), "anchors": rubric["anchors"],
                 "teacher": self.cfg.teacher.model, "n": self.records_per_group(), "prompts": self.prompt_versions(),
                 "logic": LOGIC_VERSION, "cut": self.teacher_config().max_record_tokens,
-                "records": {s: self.ledger.fingerprint("ingest", f"{s}/_source") for s in sources}}
+                "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
 
     def final_unit(self, group: str, sources: list[str]) -> Unit:
         d = self.labels_dir(group)
-        return Unit.of(self.stage, f"{group}/_final", self.inputs(group, sources, self.rubric(group)),
+        return self.ledger.unit(self.stage, f"{group}/_final", self.inputs(group, sources, self.rubric(group)),
                        [d / "train.parquet", d / "val.parquet"])
 
     def units(self) -> list[Unit]:

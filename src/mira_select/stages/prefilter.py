@@ -26,7 +26,7 @@ from ..config import PrefilterConfig
 from ..errors import MiraError
 from ..io.shards import read_sidecar_column, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
-from ..ledger import Unit
+from ..ledger import Ref, Unit
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
 from ..workspace import Counts, Workspace, read_json, write_json
 from .shard_stage import ShardStage
@@ -97,15 +97,16 @@ class PrefilterStage(ShardStage):
         for source in self.cfg.source_names:
             for shard in self.ws.record_shards(source):
                 out = self.ws.work_dir(STAGE, source) / shard.name
-                unit = Unit.of(STAGE, self.key(source, shard), {"config.prefilter": conf, "logic": logic,
-                                                                "records": shard}, [out])
+                key = self.key(source, shard)
+                unit = self.ledger.unit(STAGE, key, {"config.prefilter": conf, "logic": logic, "records": shard,
+                                                     "ingested": Ref("ingest", key)}, [out])
                 units.append(RulesUnit(source, str(shard), str(out), conf, unit))
         return units
 
     def summary_unit(self, units: list[RulesUnit]) -> Unit:
         """The global dedup/decision pass: current while every shard's rules output is the one it last read."""
-        return Unit.of(STAGE, "_summary", {"shards": {u.unit.key: u.unit.fingerprint for u in units}},
-                       [self.summary_path])
+        return self.ledger.unit(STAGE, "_summary", {"shards": {u.unit.key: Ref(STAGE, u.unit.key) for u in units}},
+                                [self.summary_path])
 
     @property
     def summary_path(self) -> Path:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..aggregate import trimmed_score
 from ..io.shards import shard_writer
-from ..ledger import Unit
+from ..ledger import Ref, Unit
 from ..workspace import Counts, Workspace
 from .group import group_members
 from .shard_stage import ShardStage
@@ -104,7 +104,9 @@ class ScoreStage(ShardStage):
                 for shard in self.ws.record_shards(source):
                     # current only for this student AND this content of the record shard
                     out = score_path(self.ws, source, shard)
-                    unit = Unit.of(STAGE, self.key(source, shard), {"student": fp, "records": shard}, [out])
+                    key = self.key(source, shard)
+                    unit = self.ledger.unit(STAGE, key, {"student": Ref("train", group), "records": shard,
+                                                         "ingested": Ref("ingest", key)}, [out])
                     units.append(ScoreUnit(str(self.ws.root), source, group, str(shard), str(out), sc.trim,
                                            sc.batch, fp, unit))
         return units

@@ -29,7 +29,7 @@ from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets, reference_mask
 from ..io.shards import shard_writer
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..workspace import Counts, Workspace, write_json
 from .group import group_members
 from .prefilter import dropped_mask
@@ -188,13 +188,12 @@ class SelectStage:
         return SelectResult(variant, summary, False, time.monotonic() - start)
 
     def unit(self, variant: str, sources: list[str], fraction: float, scorer: VariantScorer) -> Unit:
-        ledger = Ledger(self.ws)
         inputs: dict[str, Any] = {"fraction": fraction, "holdout_share": self.cfg.eval.holdout_share,
-                                  "scores": scorer.fingerprint(),
-                                  "records": {s: ledger.fingerprint("ingest", f"{s}/_source") for s in sources}}
+                                  "scorer": scorer.fingerprint(), "scores": scorer.depends(),
+                                  "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
         if self.cfg.prefilter.enabled:  # its drop decisions change what is selectable
-            inputs["prefilter"] = ledger.fingerprint("prefilter", "_summary")
-        return Unit.of(STAGE, variant, inputs, [selection_dir(self.ws, variant) / "summary.json"])
+            inputs["prefilter"] = Ref("prefilter", "_summary")
+        return Ledger(self.ws).unit(STAGE, variant, inputs, [selection_dir(self.ws, variant) / "summary.json"])
 
     def units(self) -> list[Unit]:
         groups = group_members(self.ws, self.cfg)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from ..aggregate import Thresholds, fidelity, reliability_mask
 from ..config import MiraConfig
 from ..errors import MiraError
-from ..ledger import Ledger, Unit
+from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..rubric import active_anchor_ids
 from ..students.base import Student
@@ -111,10 +111,11 @@ class TrainStage:
         """The student config and the label files (anchors.json: which anchors are active)."""
         labels = self.ws.root / "labels" / group
         d = student_dir(self.ws, group)
-        return Unit.of(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
-                                      **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",
-                                                                             "anchors.json")}},
-                       [d / "metrics.json", d / "mask.json"])
+        return self.ledger.unit(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
+                                               "labels": Ref("label", f"{group}/_final"),
+                                               **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",
+                                                                                      "anchors.json")}},
+                                [d / "metrics.json", d / "mask.json"])
 
     def units(self) -> list[Unit]:
         return [self.unit(g) for g in group_members(self.ws, self.cfg)]
