@@ -18,14 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mira_select.config import TeacherConfig  # noqa: E402
 from mira_select.teacher.client import Teacher  # noqa: E402
 from mira_select.teacher.local import LocalBackend, resolve_model_path  # noqa: E402
 from mira_select.teacher.types import Anchor  # noqa: E402
+from mira_select.teacher.server import LocalServer as LlamaServer  # noqa: E402
 from mira_select.workspace import Workspace  # noqa: E402
-from tests.teacher_helpers import LlamaServer, corpus_records  # noqa: E402
+from records import corpus_records  # noqa: E402
 
 ANCHORS = [Anchor(f"a{i}", name, name) for i, name in enumerate(
     ["readability", "correctness", "documentation", "idiomatic style", "usefulness"], 1)]

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
-import zstandard
 
-from .conftest import DEMO_CORPUS
+from bench.records import corpus_records  # noqa: F401  (the benchmarks read the same records)
 
 
 def smol_path() -> Path:
@@ -29,54 +23,11 @@ def smol_path() -> Path:
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def LlamaServer(model: Path, log: Path):
+    """The product's own local OpenAI-compatible server (teacher/server.py), started by the fixture."""
+    from mira_select.teacher.server import LocalServer
 
-
-class LlamaServer:
-    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, started and stopped by the fixture."""
-
-    def __init__(self, model: Path, log: Path):
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", "4096", "--logits_all", "true", "--n_threads", "2"],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-            try:
-                httpx.get(f"{self.base_url}/models", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("llama.cpp server did not start in 120 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
-
-
-def corpus_records(per_source: dict[str, int]) -> list[tuple[str, str, str]]:
-    """(id, format, text) of the first records of demo sources; format from the file-name prefix (tests only)."""
-    prefix = {"agent": "agent", "code": "code", "qa": "qa", "text": "text", "think": "qa_think"}
-    out = []
-    for name, n in per_source.items():
-        with open(DEMO_CORPUS / f"{name}.jsonl.zst", "rb") as fh:
-            reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
-            for _, line in zip(range(n), reader):
-                r = orjson.loads(line)
-                out.append((r["id"], prefix[name.split("_")[0]], r["text"]))
-    return out
+    return LocalServer(model, log)
 
 
 class FaultServer:

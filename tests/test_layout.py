@@ -4,9 +4,11 @@ cycle: a module's dependencies can be read, tested and replaced without pulling 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
 def _module(path: Path) -> str:
@@ -73,3 +75,10 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_cycle_finder_finds_a_planted_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_bench_does_not_import_tests():
+    """Benchmarks are product measurements: they may use the package and bench helpers, never test fixtures."""
+    offenders = [p.name for p in (ROOT / "bench").glob("*.py")
+                 if re.search(r"^\s*(from|import)\s+tests\b", p.read_text(), re.M)]
+    assert offenders == []

@@ -72,3 +72,28 @@ def verify(name: str = typer.Argument(..., help="Model name (see `mira models li
         err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
     console.print(message, highlight=False, soft_wrap=True)
+
+
+@models_app.command()
+def serve(
+    name: str = typer.Argument("qwen2.5-coder-1.5b-instruct", help="Model name (see `mira models list`) or a .gguf."),
+    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for llama.cpp."),
+) -> None:
+    """Serve a model as an OpenAI-compatible endpoint on 127.0.0.1 (Ctrl-C stops it), for the `openai` backend."""
+    import tempfile
+    from pathlib import Path
+
+    from ..teacher.local import resolve_model_path
+    from ..teacher.server import LocalServer
+
+    path = resolve_model_path(name)
+    log = Path(tempfile.gettempdir()) / f"mira-serve-{port}.log"
+    with LocalServer(path, log, port=port, threads=threads) as srv:
+        console.print(f"serving {path.name} at {srv.base_url} (log {log}); in mira.yaml:\n"
+                      f"  teacher: {{backend: openai, base_url: {srv.base_url}, model: {path.name}}}",
+                      highlight=False, soft_wrap=True)
+        try:
+            srv.wait()
+        except KeyboardInterrupt:
+            pass
