@@ -321,7 +321,7 @@ def test_new_input_file_that_sorts_first_rescores_the_shifted_shards(tmp_path):
 
 
 def test_length_residual_and_temperature_adjust_the_ranking_not_the_budget(tmp_path):
-    from mira_select.baselines.scorers import make_scorer
+    from mira_select.variants import make_scorer
     from mira_select.config import parse_config
     from mira_select.workspace import Workspace
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..baselines.scorers import VARIANTS
+from ..variants import VARIANTS
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..workspace import Workspace, atomic_write_bytes

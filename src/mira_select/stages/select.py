@@ -6,7 +6,7 @@ unit's kept tokens land in [target, target + one record). Per-group budgets are 
 cut lets a group whose teacher happens to score generously (or a format the student over-rates) crowd out whole
 capabilities, which per-group budgets make impossible by construction.
 
-The same machinery serves the baselines (`baselines/scorers.py` says what each variant ranks by and its unit), and
+The same machinery serves the baselines (`variants/` says what each variant ranks by and its unit), and
 every variant leaves out the same records: contaminated ones, those the prefilter dropped, the eval holdout and the
 baselines' reference sample.
 MIRA variants read only score sidecars and record ids (a few bytes per record): memory is a few arrays of corpus
@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..baselines.scorers import VARIANTS, VariantScorer, make_scorer
+from ..variants import VARIANTS, make_scorer
+from ..variants.base import VariantScorer
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets, reference_mask
