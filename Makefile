@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# MIRA_STRICT_DEPS: a declared test dependency that is missing fails the run (tests/conftest.py), never a green skip.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	MIRA_STRICT_DEPS=1 $(BIN)/python -m pytest -q
 
 # The whole pipeline on the bundled corpus, then the report. The teacher stages replay the shipped warm cache
 # (data/demo/cache/, answers of the embedded 1.5B model); only a cache miss would load the model and call it live.

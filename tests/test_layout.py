@@ -82,3 +82,22 @@ def test_bench_does_not_import_tests():
     offenders = [p.name for p in (ROOT / "bench").glob("*.py")
                  if re.search(r"^\s*(from|import)\s+tests\b", p.read_text(), re.M)]
     assert offenders == []
+
+
+def test_the_declared_test_dependencies_are_what_make_installs():
+    """conftest's strict check (missing dependency = failed run) knows the same extras the Makefile installs."""
+    from .conftest import TEST_EXTRAS, TEST_PACKAGES
+
+    make = (ROOT / "Makefile").read_text()
+    installed = re.search(r"pip install --quiet -e '\.\[([a-z,]+)\]'", make).group(1).split(",")
+    assert sorted(installed) == sorted(TEST_EXTRAS)
+    for pkg in TEST_PACKAGES:
+        assert f"{pkg}==" in make
+    assert "MIRA_STRICT_DEPS=1" in make
+
+
+def test_a_missing_declared_dependency_is_reported(monkeypatch):
+    from . import conftest
+
+    monkeypatch.setattr(conftest, "TEST_PACKAGES", ("no-such-package-for-mira",))
+    assert "no-such-package-for-mira" in conftest.missing_test_dependencies()
