@@ -46,6 +46,7 @@ def test_run_executes_every_stage_and_prints_the_summary(finished):
     assert all(ran.values()), ran
     labels = sum(len(pq.read_table(p, columns=["id"])) for p in (ws / "labels").glob("*/*.parquet"))
     assert last["teacher"]["calls"] == 0 and last["teacher"]["cache_hits"] > labels  # replayed, every answer
+    assert last["teacher"]["dead"] == 0  # the shipped cache holds every answer the demo asks for
     assert last["check"]["per_format"] and "mira check" in first.stdout
     summary = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     for group, g in summary["per_group"].items():
@@ -66,6 +67,32 @@ def test_second_run_does_no_work_and_calls_no_teacher(finished):
     assert last["teacher"] == {k: 0 for k in last["teacher"]}
     assert "nothing to do" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in watched} == before
+
+
+def test_replayed_teacher_labels_drive_the_selection(finished):
+    """The chain the product exists for, on real teacher answers (replayed, not a function of the text): labels →
+    student → score → selection. Per group, the records the teacher rated higher get higher scores, and the
+    labeled records MIRA-Group keeps carry higher teacher labels than the ones it drops."""
+    from scipy.stats import spearmanr
+
+    _, ws, _ = finished
+    kept = set(pq.read_table(ws / "selection" / "group" / "kept.parquet", columns=["id"]).column("id").to_pylist())
+    score_of = {}
+    for path in (ws / "scores").glob("*/*.parquet"):
+        t = pq.read_table(path, columns=["id", "score"])
+        score_of.update(zip(t.column("id").to_pylist(), t.column("score").to_pylist()))
+    gaps = {}
+    for group_dir in sorted((ws / "labels").iterdir()):
+        active = json.loads((group_dir / "anchors.json").read_text())["active"]
+        t = pq.read_table(group_dir / "train.parquet").to_pylist() + pq.read_table(group_dir / "val.parquet").to_pylist()
+        rows = [r for r in t if "~" not in r["id"] and r["id"] in score_of]  # corpus records, not twins
+        teacher = [sum(r[f"score:{a}"] for a in active) / len(active) for r in rows]
+        rho = spearmanr(teacher, [score_of[r["id"]] for r in rows]).statistic
+        assert rho > 0.3, (group_dir.name, rho)
+        kept_t = [v for r, v in zip(rows, teacher) if r["id"] in kept]
+        dropped_t = [v for r, v in zip(rows, teacher) if r["id"] not in kept]
+        gaps[group_dir.name] = sum(kept_t) / max(len(kept_t), 1) - sum(dropped_t) / max(len(dropped_t), 1)
+    assert len(gaps) == 5 and sum(g > 0 for g in gaps.values()) >= 4, gaps
 
 
 def test_from_and_until_select_a_window_of_stages(finished):

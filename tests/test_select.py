@@ -128,6 +128,26 @@ def test_baselines_keep_the_same_budget_with_their_own_units(trained):
     assert json.loads((ws / "selection" / "dsir" / "summary.json").read_text()) == summaries["dsir"]
 
 
+def test_baseline_scores_are_id_checked_sidecars(trained, tmp_path):
+    """ppl / dsir write one sidecar per record shard (like MIRA's scores); a sidecar whose rows no longer match its
+    shard is an error naming it, never a silently wrong score."""
+    import shutil
+
+    d = tmp_path / "w"
+    shutil.copytree(trained, d)
+    cfg = d / "mira.yaml"
+    run_mira("select", "-c", str(cfg), "--variant", "ppl", check=True)
+    sidecars = sorted((d / "ws" / "baselines" / "ppl" / "scores").rglob("*.parquet"))
+    records = sorted((d / "ws" / "records").rglob("part-*.parquet"))
+    assert len(sidecars) == len(records) > 0
+    t = pq.read_table(sidecars[0])
+    assert t.column("id").to_pylist() == pq.read_table(
+        d / "ws" / "records" / sidecars[0].parent.name / sidecars[0].name, columns=["id"]).column("id").to_pylist()
+    pq.write_table(t.take(list(reversed(range(t.num_rows)))), sidecars[0])  # rows out of order
+    bad = run_mira("select", "-c", str(cfg), "--variant", "ppl", "--force")
+    assert bad.returncode == 2 and sidecars[0].name in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_export_materializes_kept_records(trained):
     cfg = trained / "mira.yaml"
     run_mira("score", "-c", str(cfg), check=True)

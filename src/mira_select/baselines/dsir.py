@@ -11,11 +11,14 @@ The target must be a user-named "high quality" sample (``baselines.reference``),
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from ..hashing import MIX, batches, tokenize_batch
+from ..workspace import atomic_path
 
 _STEP = np.uint64(0x100000001B3)
 
@@ -36,16 +39,29 @@ class DSIRWeights:
         bucket = (((feats * MIX) >> np.uint64(32)) % np.uint64(self.buckets)).astype(np.int64)
         return bucket, docs
 
-    def _count(self, texts: Iterable[str], into: np.ndarray) -> None:
-        texts = list(texts)
-        for lo, hi in batches(texts, self.max_chars):
-            bucket, _ = self._features(texts[lo:hi])
-            into += np.bincount(bucket, minlength=self.buckets)
+    def _count(self, texts: Iterable[str], into: np.ndarray, chunk: int = 2048) -> None:
+        """Streams: at most ``chunk`` texts are held at a time, however large the corpus."""
+        it = iter(texts)
+        while batch := list(itertools.islice(it, chunk)):
+            for lo, hi in batches(batch, self.max_chars):
+                bucket, _ = self._features(batch[lo:hi])
+                into += np.bincount(bucket, minlength=self.buckets)
 
     def fit(self, target: Iterable[str], raw: Iterable[str]) -> "DSIRWeights":
         self._count(target, self.target)
         self._count(raw, self.raw)
         return self
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, target=self.target, raw=self.raw, buckets=self.buckets, max_chars=self.max_chars)
+
+    @classmethod
+    def load(cls, path: Path) -> "DSIRWeights":
+        z = np.load(path)
+        w = cls(int(z["buckets"]), int(z["max_chars"]))
+        w.target, w.raw = z["target"], z["raw"]
+        return w
 
     def log_weights(self, texts: list[str]) -> np.ndarray:
         log_ratio = np.log((self.target + 1) / (self.target.sum() + self.buckets)) \

@@ -13,11 +13,13 @@ context was never seen — what a proxy that must be identical for every variant
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from ..hashing import MIX, ngram_hashes, tokenize_batch
+from ..workspace import atomic_path
 
 _SALT = np.uint64(0x51ED270B27A2C4F1)
 
@@ -56,6 +58,22 @@ class HashedNgramLM:
         if batch:
             self._add(batch)
         return self
+
+    def save(self, path: Path) -> None:
+        arrays = {f"full{i}": a for i, a in enumerate(self.full)} | {f"ctx{i}": a for i, a in enumerate(self.ctx)}
+        meta = np.array([self.order, self.bits, self.n_tokens, -1 if self.max_chars is None else self.max_chars])
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, meta=meta, k=np.array(self.k), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "HashedNgramLM":
+        z = np.load(path)
+        order, bits, n_tokens, max_chars = (int(v) for v in z["meta"])
+        lm = cls(order, bits, float(z["k"]), None if max_chars < 0 else max_chars)
+        lm.full = [z[f"full{i}"] for i in range(order)]
+        lm.ctx = [z[f"ctx{i}"] for i in range(order)]
+        lm.n_tokens = n_tokens
+        return lm
 
     def _add(self, texts: list[str]) -> None:
         tb = tokenize_batch(texts, self.max_chars)

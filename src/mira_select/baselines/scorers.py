@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import id_buckets, reference_mask
+from ..io.shards import read_sidecar_column
 from ..variants.base import VariantScorer
-from ..workspace import Workspace
+from ..workspace import Counts, Workspace
 
 
 class RandomScorer(VariantScorer):
@@ -42,51 +43,93 @@ def reference_texts(cfg: MiraConfig, ws: Workspace) -> list[str]:
     return out
 
 
-def _texts(shard: Path) -> list[str]:
-    return pq.read_table(shard, columns=["text"]).column("text").to_pylist()
+class SidecarScorer(VariantScorer):
+    """A baseline whose scores are sidecars (baselines/sidecars.py): fitted and scored in ``prepare``, read back
+    id-checked in ``scores``."""
 
+    variant = ""
 
-class PplScorer(VariantScorer):
+    def model(self) -> dict[str, Any]:
+        """What the sidecars depend on besides each record shard (a fitted model file, or an upstream unit)."""
+        return {}
+
     def prepare(self) -> None:
+        from .sidecars import BaselineScoreStage
+
+        BaselineScoreStage(self.cfg, self.ws, self.variant, self.sources, self.model()).run()
+
+    def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
+        from .sidecars import sidecar_path
+
+        path = sidecar_path(self.ws, self.variant, source, shard)
+        return read_sidecar_column(path, shard, ids, "score", f"mira select --variant {self.variant}").astype(float)
+
+    def fit_model(self, inputs: dict[str, Any], fit: Callable[[], Any]) -> dict[str, Any]:
+        """Fit and save the variant's model unless its recorded inputs are unchanged; -> the model file as input."""
+        from ..ledger import Ledger
+        from .sidecars import model_path, stage_name
+
+        path = model_path(self.ws, self.variant)
+        ledger = Ledger(self.ws)
+        unit = ledger.unit(stage_name(self.variant), "_model", inputs, [path])
+        if not ledger.is_current(unit):
+            fit().save(path)
+            ledger.record(unit, Counts(1, 1, 0, 0))
+        return {"model": path}
+
+    def reference_inputs(self) -> dict[str, Any]:
+        from ..ledger import Ref
+
+        ref = self.cfg.baselines.reference
+        return {"reference": ref.model_dump(mode="json"), "holdout_share": self.cfg.eval.holdout_share,
+                "reference_records": {s: Ref("ingest", f"{s}/_source") for s in ref.sources}}
+
+
+class PplScorer(SidecarScorer):
+    variant = "ppl"
+
+    def model(self) -> dict[str, Any]:
         from .ngram_lm import HashedNgramLM
 
-        self.lm = HashedNgramLM(order=4, bits=22).fit(reference_texts(self.cfg, self.ws))
+        return self.fit_model({**self.reference_inputs(), "order": 4, "bits": 22},
+                              lambda: HashedNgramLM(order=4, bits=22).fit(reference_texts(self.cfg, self.ws)))
 
     def fingerprint(self) -> str:
         b = self.cfg.baselines
         return f"ppl:{b.reference.model_dump_json()}:{b.ppl_prefix_tokens}:{self.cfg.eval.holdout_share}"
 
-    def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
-        return -self.lm.doc_perplexity(_texts(shard), self.cfg.baselines.ppl_prefix_tokens)
 
+class DsirScorer(SidecarScorer):
+    variant = "dsir"
 
-class DsirScorer(VariantScorer):
-    def prepare(self) -> None:
+    def model(self) -> dict[str, Any]:
+        from ..ledger import Ref
         from .dsir import DSIRWeights
 
         def raw():
             for source in self.sources:
                 for shard in self.ws.record_shards(source):
-                    yield from _texts(shard)
+                    for batch in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=["text"]):
+                        yield from batch.column("text").to_pylist()
 
-        self.weights = DSIRWeights(self.cfg.baselines.dsir_buckets).fit(reference_texts(self.cfg, self.ws), raw())
+        b = self.cfg.baselines
+        inputs = {**self.reference_inputs(), "buckets": b.dsir_buckets,
+                  "raw_records": {s: Ref("ingest", f"{s}/_source") for s in self.sources}}
+        return {**self.fit_model(inputs, lambda: DSIRWeights(b.dsir_buckets).fit(reference_texts(self.cfg, self.ws),
+                                                                                  raw())), "seed": b.seed}
 
     def fingerprint(self) -> str:
         b = self.cfg.baselines
         return f"dsir:{b.reference.model_dump_json()}:{b.dsir_buckets}:{b.seed}:{self.cfg.eval.holdout_share}"
 
-    def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
-        from .dsir import gumbel
 
-        noise = gumbel(id_buckets([f"dsir{self.cfg.baselines.seed}:{i}" for i in ids]))
-        return self.weights.log_weights(_texts(shard)) + noise
+class DatamanScorer(SidecarScorer):
+    variant = "dataman"
 
+    def model(self) -> dict[str, Any]:
+        from ..ledger import Ref
 
-class DatamanScorer(VariantScorer):
-    def prepare(self) -> None:
-        from .dataman import load_dataman_scorer
-
-        self.student = load_dataman_scorer(self.ws)
+        return {"student": Ref("dataman-train", "student")}
 
     def fingerprint(self) -> str:
         p = self.ws.root / "baselines" / "dataman" / "student" / "weights.npz"
@@ -96,9 +139,6 @@ class DatamanScorer(VariantScorer):
         from ..ledger import Ref
 
         return {"student": Ref("dataman-train", "student")}
-
-    def scores(self, source: str, shard: Path, ids: list[str]) -> np.ndarray:
-        return self.student(_texts(shard))
 
 
 class FullScorer(VariantScorer):
