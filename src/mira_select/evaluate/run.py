@@ -133,7 +133,7 @@ class EvalRunner:
                 results["skipped"][variant] = str(exc)
                 continue
             texts = self.kept_texts(variant)
-            row: dict[str, Any] = {"selection": self.ws.read_marker("select", variant).get("fingerprint"),
+            row: dict[str, Any] = {"selection": Ledger(self.ws).fingerprint("select", variant),
                                    "kept_tokens": sel.summary["totals"]["kept_tokens"],
                                    "group_share": {g: d["kept_tokens"] / max(d["tokens"], 1)
                                                    for g, d in sel.summary["per_group"].items()}}
@@ -173,8 +173,8 @@ class EvalRunner:
             old = read_json(self.results_path)
             if old.get("base") == results["base"]:
                 redone = set(variants) | ({"full-2x"} if "full" in variants else set())
-                current = {v: self.ws.read_marker("select", v).get("fingerprint") if self.ws.is_done("select", v)
-                           else None for v in old["variants"]}
+                ledger = Ledger(self.ws)
+                current = {v: ledger.fingerprint("select", v) for v in old["variants"]}
                 current["full-2x"] = current.get("full")
                 for v, row in old["variants"].items():  # a row whose selection changed since is dropped, not kept
                     if v not in redone and row.get("selection") is not None and row["selection"] == current[v]:

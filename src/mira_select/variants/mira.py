@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import MiraError
 from ..io.shards import read_sidecar_column
+from ..ledger import Ledger, Ref
 from .base import VariantScorer
 
 
@@ -44,7 +45,6 @@ class MiraScorer(VariantScorer):
                 f"{self.length_residual}:{self.uses_prefilter}")
 
     def depends(self) -> dict[str, Any]:
-        from ..ledger import Ref
         from ..stages.score import STAGE
 
         return {f"{s}/{p.stem}": Ref(STAGE, f"{s}/{p.stem}") for s in self.sources for p in self.ws.record_shards(s)}
@@ -53,6 +53,6 @@ class MiraScorer(VariantScorer):
         from ..stages.score import STAGE, score_path
 
         path = score_path(self.ws, source, shard)
-        if not self.ws.is_done(STAGE, f"{source}/{shard.stem}") or not path.exists():
+        if Ledger(self.ws).fingerprint(STAGE, f"{source}/{shard.stem}") is None or not path.exists():
             raise MiraError(f"source {source!r} shard {shard.name} has no scores; run `mira score` first")
         return read_sidecar_column(path, shard, ids, "score", "mira score").astype(float)
