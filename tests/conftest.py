@@ -22,9 +22,17 @@ def missing_test_dependencies() -> list[str]:
     """Declared test dependencies (pyproject extras above + the Makefile's extra packages) not installed here."""
     import importlib.metadata as md
     import re
-    import tomllib
 
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the extras are read with a pattern instead
+        tomllib = None
+    text = (REPO / "pyproject.toml").read_text()
+    if tomllib is not None:
+        extras = tomllib.loads(text)["project"]["optional-dependencies"]
+    else:
+        extras = {m.group(1): re.findall(r'"([^"]+)"', m.group(2))
+                  for m in re.finditer(r"^([a-z]+) = \[(.*)\]$", text, re.M)}
     names = [re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0] for e in TEST_EXTRAS for req in extras[e]]
     missing = []
     for name in dict.fromkeys([*names, *TEST_PACKAGES]):

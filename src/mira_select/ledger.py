@@ -22,11 +22,22 @@ from .workspace import Counts, Workspace, file_digest
 CURRENT, STALE, MISSING = "current", "stale", "missing"
 
 
+def _content(value: Any) -> Any:
+    """Paths (at any depth) by their content — never their location, so a moved or copied workspace stays current."""
+    if isinstance(value, Path):
+        return {"file": file_digest(value) if value.is_file() else "absent"}
+    if isinstance(value, dict):
+        return {k: _content(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_content(v) for v in value]
+    return value
+
+
 def digest(value: Any) -> str:
-    """Digest of an input value: a ``Path`` by its content (absent file: "absent"), anything else as sorted JSON."""
+    """Digest of an input value: files by content, everything else as sorted JSON."""
     if isinstance(value, Path):
         return file_digest(value) if value.is_file() else "absent"
-    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    data = orjson.dumps(_content(value), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
