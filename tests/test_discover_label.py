@@ -120,6 +120,29 @@ def test_label_is_resumable_after_kill_and_splits_per_source(small_ws):
     assert "teacher: not needed" in again.stdout
 
 
+def test_a_run_the_cache_answers_needs_no_llm_engine(small_ws, tmp_path):
+    """`make demo` does not install llama-cpp-python: relabeling from the cache must not import it, and a real miss
+    must say in one line what to install."""
+    ws = small_ws / "ws"
+    if not (ws / "labels" / "agent" / "train.parquet").exists():
+        run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
+    blocked = tmp_path / "blocked" / "llama_cpp"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('llama_cpp is blocked by the test')\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")])}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "mira_select", *a], env=env, capture_output=True,
+                                    text=True, timeout=600)
+    cached = run("label", "-c", str(small_ws / "mira.yaml"), "--force")
+    assert cached.returncode == 0, cached.stderr
+    assert " 0 calls" in cached.stdout
+    cfg = yaml.safe_load((small_ws / "mira.yaml").read_text())
+    cfg["label"]["records_per_group"] = 9  # one record more per group: a cache miss
+    (small_ws / "more.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    miss = run("label", "-c", str(small_ws / "more.yaml"))
+    assert miss.returncode == 2 and "make venv-teacher" in miss.stderr and "Traceback" not in miss.stderr
+
+
 def test_dataman_baseline_labels_with_the_fixed_rubric_and_selects_globally(small_ws, tmp_path):
     import shutil
 

