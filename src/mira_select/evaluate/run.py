@@ -160,9 +160,9 @@ class EvalRunner:
         write_json(out / "results.json", results)
         atomic_write_bytes(out / "table.md", md.encode())
         atomic_write_bytes(out / "table.csv", csv_text.encode())
-        n = len(evaluated)
-        Ledger(self.ws).record(self.unit(evaluated, proxies), Counts(n, len(results["variants"]), 0,
-                                                                     len(results["skipped"])))
+        skipped = sum(v in results["skipped"] for v in evaluated)  # evaluated: every variant asked for, in the table
+        Ledger(self.ws).record(self.unit(evaluated, proxies),
+                               Counts(len(evaluated), len(evaluated) - skipped, 0, skipped))
         return EvalResult(results, md, results["seconds"])
 
     def _merge_previous(self, results: dict[str, Any], variants: list[str]) -> list[str]:
