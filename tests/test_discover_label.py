@@ -124,6 +124,8 @@ def test_a_run_the_cache_answers_needs_no_llm_engine(small_ws, tmp_path):
     """`make demo` does not install llama-cpp-python: relabeling from the cache must not import it, and a real miss
     must say in one line what to install."""
     ws = small_ws / "ws"
+    if not (ws / "rubrics" / "agent.json").exists():
+        run_mira("discover", "-c", str(small_ws / "mira.yaml"), check=True)
     if not (ws / "labels" / "agent" / "train.parquet").exists():
         run_mira("label", "-c", str(small_ws / "mira.yaml"), check=True)
     blocked = tmp_path / "blocked" / "llama_cpp"
