@@ -136,9 +136,7 @@ class DatamanScorer(SidecarScorer):
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else "missing"
 
     def depends(self) -> dict[str, Any]:
-        from ..ledger import Ref
-
-        return {"student": Ref("dataman-train", "student")}
+        return self.model()
 
 
 class FullScorer(VariantScorer):

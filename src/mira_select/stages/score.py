@@ -9,7 +9,6 @@ atomically and the parent marks it done, so a killed run redoes only unfinished 
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..ledger import Ref, Unit
 from ..workspace import Counts, Workspace
 from .group import group_members
 from .shard_stage import ShardStage
-from .train import load_student_bundle, student_dir
+from .train import load_student_bundle
 
 STAGE = "score"
 
@@ -38,7 +37,7 @@ class ScoreUnit:
     out: str
     trim: float
     batch: int
-    student: str  # digest of the student bundle: keys the per-process model cache
+    student: str  # the train unit's fingerprint (as an input digest): keys the per-process model cache
     unit: Unit
 
 
@@ -84,14 +83,6 @@ def score_shard(unit: ScoreUnit) -> Counts:
     return Counts(n, n, 0, 0)
 
 
-def scorer_fingerprint(ws: Workspace, group: str, trim: float) -> str:
-    d = student_dir(ws, group)
-    h = hashlib.sha256(f"trim={trim}".encode())
-    for name in ("weights.npz", "student.json", "mask.json"):
-        h.update((d / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
 class ScoreStage(ShardStage):
     stage = STAGE
 
@@ -99,7 +90,6 @@ class ScoreStage(ShardStage):
         sc = self.cfg.student
         units = []
         for group, sources in group_members(self.ws, self.cfg).items():
-            fp = scorer_fingerprint(self.ws, group, sc.trim)
             for source in sources:
                 for shard in self.ws.record_shards(source):
                     # current only for this student AND this content of the record shard
@@ -108,7 +98,7 @@ class ScoreStage(ShardStage):
                     unit = self.ledger.unit(STAGE, key, {"student": Ref("train", group), "records": shard,
                                                          "ingested": Ref("ingest", key)}, [out])
                     units.append(ScoreUnit(str(self.ws.root), source, group, str(shard), str(out), sc.trim,
-                                           sc.batch, fp, unit))
+                                           sc.batch, unit.inputs["student"], unit))
         return units
 
     def units(self) -> list[Unit]:

@@ -167,8 +167,7 @@ class SelectStage:
         fraction = self.cfg.budget.fraction if fraction is None else fraction
         if not 0 < fraction <= 1:
             raise MiraError(f"budget must be in (0, 1], got {fraction}")
-        groups = group_members(self.ws, self.cfg)
-        group_of = {s: g for g, members in groups.items() for s in members}
+        group_of = self.group_of()
         sources = [s for s in self.cfg.source_names if s in group_of]
         scorer = make_scorer(variant, self.cfg, self.ws, sources)
         if variant == "full":
@@ -196,9 +195,12 @@ class SelectStage:
             inputs["prefilter"] = Ref("prefilter", "_summary")
         return Ledger(self.ws).unit(STAGE, variant, inputs, [selection_dir(self.ws, variant) / "summary.json"])
 
+    def group_of(self) -> dict[str, str]:
+        return {s: g for g, members in group_members(self.ws, self.cfg).items() for s in members}
+
     def units(self) -> list[Unit]:
-        groups = group_members(self.ws, self.cfg)
-        sources = [s for s in self.cfg.source_names if any(s in m for m in groups.values())]
+        group_of = self.group_of()
+        sources = [s for s in self.cfg.source_names if s in group_of]
         out = []
         for variant in self.cfg.budget.variants():
             fraction = 1.0 if variant == "full" else self.cfg.budget.fraction
