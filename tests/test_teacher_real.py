@@ -103,9 +103,9 @@ def test_replay_backend_answers_only_from_cache(tmp_path: Path, server, records)
 
 
 def test_scores_only_logit_read_out_matches_grammar_generation(tmp_path: Path, records):
-    """The local backend writes a scores-only answer itself and reads each digit from the logits. On real records
-    with a real model it must give the answer grammar-constrained greedy generation gives (same JSON), with an
-    expected score per anchor, through the same client path (cache, validation)."""
+    """With sequential slots the local backend writes a scores-only answer itself and reads each digit from the
+    logits. On real records with a real model it must give the answer grammar-constrained greedy generation gives
+    (same JSON), with an expected score per anchor, through the same client path (cache, validation)."""
     from mira_select.teacher.local import LocalBackend
 
     anchors = [Anchor("a1", "clarity", "is it easy to follow", levels=("unreadable", "readable", "crystal clear")),
@@ -113,7 +113,7 @@ def test_scores_only_logit_read_out_matches_grammar_generation(tmp_path: Path, r
     answers = {}
     for mode in ("logits", "generate"):
         cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2,
-                            local_scores=mode)
+                            local_scores=mode, score_slots="sequential")
         teacher = Teacher(cfg, Workspace(tmp_path / mode), stage="label", backend=LocalBackend(cfg))
         res = teacher.run(lambda i, f, t: teacher.label(i, f, t, anchors), records[:2])
         assert all(r.status == "ok" and r.readout == "expected" for r in res), [r.error for r in res]
@@ -128,3 +128,35 @@ def test_scores_only_logit_read_out_matches_grammar_generation(tmp_path: Path, r
             # the same slot's distribution; generation may tokenize the JSON around it a little differently
             # (measured: 0.26 apart at most with this 135M model, 0.03 with the 1.5B teacher)
             assert abs(lo[a][1] - gen[a][1]) < 1.0
+
+
+def test_independent_slots_read_each_score_from_the_prompt_alone(tmp_path: Path, records):
+    """Independent slots (the local default): a criterion's score is read right after the prompt and its own key,
+    whatever the other criteria scored. So it equals a sequential read of the same prompt that asks for that slot
+    first, and the first slot equals the sequential answer's first slot. The expected score splits P("1") into 1
+    and 10 by the next token's probability for every slot (the read-out records it)."""
+    import dataclasses
+
+    from mira_select.teacher.local import LocalBackend
+
+    anchors = [Anchor("a1", "clarity", "is it easy to follow"), Anchor("a2", "correctness", "is it right"),
+               Anchor("a3", "usefulness", "would a model learn from it")]
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2)
+    assert cfg.score_slots == "independent"
+    backend = LocalBackend(cfg)
+    teacher = Teacher(cfg, Workspace(tmp_path / "ws"), stage="label", backend=backend)
+    rid, fmt, text = records[0]
+    req = teacher.prompts.label(fmt, rid, text, anchors, logprobs=True, independent_slots=backend.reads_slots)
+    assert req.independent_slots and req.cache_fields()["slots"] == "independent"
+    both = backend._complete_sync(req)
+    assert len(both.digit_probs) == 2 * len(anchors)  # a digit distribution and P("0" after "1") per slot
+    seq = backend._complete_sync(dataclasses.replace(req, independent_slots=False))
+    assert seq.digit_probs[0][1] == pytest.approx(both.digit_probs[0][1], abs=1e-6)
+    for k, aid in enumerate(("a2", "a3"), start=1):
+        alone = backend._complete_sync(dataclasses.replace(req, independent_slots=False, score_ids=(aid,)))
+        assert alone.digit_probs[0][1] == pytest.approx(both.digit_probs[2 * k][1], abs=1e-6), aid
+    # through the client: cached under its own key, every slot with an expected score
+    res = teacher.run(lambda i, f, t: teacher.label(i, f, t, anchors), records[:1])
+    assert res[0].status == "ok" and res[0].readout == "expected"
+    assert teacher.save_accounting()["calls"] == 1
+    teacher.close()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from mira_select.teacher.backends import digit_probs_from_openai
 from mira_select.teacher.cache import ResponseCache, cache_key
@@ -100,6 +101,16 @@ def test_expected_score_from_digit_probabilities():
     # "1" then "0" with p=0.8: 0.9 * (10 * 0.8 + 1 * 0.2) + 0.1 * 9
     assert abs(exp["a2"] - (0.9 * 8.2 + 0.9)) < 1e-6
     assert expected_scores(text, ANCHORS, greedy, None) is None
+
+
+def test_expected_score_splits_a_one_by_the_next_token_whatever_the_greedy_score():
+    """Independent slots record P("0" after "1") for every slot: a greedy 5 whose "1" mass mostly continues with
+    "0" reads that mass as 10 (it was read as 1 before, which pulled hesitant 0/5/10 slots down to ~4)."""
+    text = '{"a1": 5, "a2": 0}'
+    dp = [(7, {"0": 0.3, "1": 0.3, "5": 0.4}), (8, {"0": 0.9}), (16, {"0": 0.6, "1": 0.4}), (17, {"0": 0.25})]
+    exp = expected_scores(text, ANCHORS[:2], {"a1": {"score": 5}, "a2": {"score": 0}}, dp)
+    assert exp["a1"] == pytest.approx(0.3 * (10 * 0.9 + 0.1) + 0.4 * 5, abs=1e-4)
+    assert exp["a2"] == pytest.approx(0.4 * (10 * 0.25 + 0.75), abs=1e-4)
 
 
 def _writer(path: str, start: int, n: int) -> None:

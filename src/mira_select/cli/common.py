@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .. import quiet
 from ..errors import MiraError
 
 app = typer.Typer(
@@ -29,8 +30,11 @@ ConfigOpt = typer.Option(Path("mira.yaml"), "--config", "-c", help="Path to mira
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors (implies --verbose)."),
+          verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="Also show third-party logs, warnings and progress bars.")) -> None:
     _state["debug"] = debug
+    quiet.configure(verbose or debug)
 
 
 def main() -> None:

@@ -50,26 +50,108 @@ def manifest(config: Path = ConfigOpt) -> None:
         print_prefilter(read_json(summary))
 
 
+INIT_HEADER = """\
+# Starter config written by `mira init`. Lines marked `# EDIT:` are the ones to check for your data before
+# `mira run`; every key not written here has its default (README: "Config", "Teacher").
+# fields: `text` is the field holding the record (dotted paths allowed); records with prompt/response or chat
+# `messages` fields need none. `id: null` means ids are assigned (<source>/<file>/<line>).
+"""
+
+INIT_TAIL = """\
+ingest:
+  exclude_fields: []                    # EDIT: fields never copied into the workspace (labels, test answers)
+
+teacher:
+  # local = the embedded GGUF in-process (needs `make venv-teacher`); openai = any OpenAI-compatible server
+  # (vLLM, SGLang, llama.cpp server, Ollama): set base_url and model to the served id.
+  backend: local                        # EDIT: local | openai | replay (answers from a cache only)
+  model: qwen2.5-coder-1.5b-instruct    # EDIT: packaged name or .gguf path (local); served model id (openai)
+  # base_url: http://127.0.0.1:8000/v1  # EDIT (openai): the server's /v1 endpoint
+  # api_key_env: OPENAI_API_KEY         # openai: the NAME of the variable holding the key, never the key
+  concurrency: 4
+  max_record_tokens: 1024               # records are cut head + tail to this many tokens for the teacher
+
+# Teacher calls per group: discover.records_per_group free-form judgments + about one per anchor, then
+# label.records_per_group labels (+ 15 % twins). Try the teacher first: mira teacher check -c {config}
+discover: {{records_per_group: 64, anchors: 15}}
+label: {{records_per_group: 400}}
+budget: {{fraction: 0.5}}                 # share of each group's tokens kept
+"""
+
+
+def _first_record_keys(path: str, base_dir: Path) -> list[str] | None:
+    """Top-level fields of an input's first record (a hint for `fields:`); None when nothing can be read."""
+    from ..io.readers import expand_paths, read_items
+
+    try:
+        for f in expand_paths([path], str(base_dir)):
+            for item in read_items(f, 1 << 24):
+                if item.row is not None:
+                    return list(item.row)
+    except Exception:  # only a hint: an unreadable or remote input (no credentials, no fsspec driver) is not fatal
+        return None
+    return None
+
+
+def _scalar(value: str) -> str:
+    """``value`` as a YAML scalar, also inside ``[...]``: plain when it reads back as itself, else double-quoted."""
+    import json
+
+    import yaml
+
+    try:
+        plain = yaml.safe_load(f"[{value}]") == [value]
+    except yaml.YAMLError:
+        plain = False
+    return value if plain else json.dumps(value)
+
+
+def _relative_to(p: str, config_dir: Path) -> str:
+    """A local path as the config will resolve it (relative paths in mira.yaml are read from its folder)."""
+    import os
+
+    if "://" in p or os.path.isabs(os.path.expanduser(p)):
+        return p
+    return os.path.relpath(os.path.abspath(p), os.path.abspath(config_dir))
+
+
 @app.command()
 def init(
     paths: list[str] = typer.Argument(..., help="Input files, globs or directories; one source per entry."),
     out: Path = typer.Option(Path("mira.yaml"), "--out", "-o", help="Where to write the config."),
     workspace: str = typer.Option("ws", help="Workspace directory (relative to the config)."),
 ) -> None:
-    """Write a starter mira.yaml with one source per input path."""
-    import yaml
-
+    """Write a starter mira.yaml with one source per input path; the lines to check are marked `# EDIT:`."""
     if out.exists():
         raise MiraError(f"{out} already exists; remove it or pass --out")
-    sources = []
+    lines = [INIT_HEADER, f"workspace: {_scalar(workspace)}", "", "sources:"]
+    names: set[str] = set()
     for p in paths:
         stem = Path(p.rstrip("/")).name
         for suffix in (".zst", ".zstd", ".gz", ".bz2", ".xz", ".jsonl", ".json", ".ndjson", ".parquet"):
             stem = stem.removesuffix(suffix)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or f"source{len(sources)}"
-        sources.append({"name": name, "paths": [p]})
-    out.write_text(yaml.safe_dump({"workspace": workspace, "sources": sources}, sort_keys=False))
-    console.print(f"wrote {out} with {len(sources)} source(s)")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or f"source{len(names)}"
+        while name in names:
+            name += "_2"
+        names.add(name)
+        keys = _first_record_keys(p, Path.cwd())
+        if keys is None:
+            seen = "no record could be read"
+            console.print(f"[yellow]warning:[/yellow] {p}: no record could be read; check the path", highlight=False)
+        else:
+            seen = "first record: " + ", ".join(re.sub(r"[^ -~]+", "?", k) for k in keys[:10])
+            seen += " ..." if len(keys) > 10 else ""
+        id_field = "id" if keys is None or "id" in keys else "null"
+        lines += [
+            f"  - name: {_scalar(name)}",
+            f"    paths: [{_scalar(_relative_to(p, out.parent))}]",
+            "    format: auto                # auto (detected per record) | text | code | qa | qa_think | agent",
+            f"    fields: {{text: text, id: {id_field}}}".ljust(32) + f"  # EDIT: the text and id fields ({seen})",
+        ]
+    lines += ["", INIT_TAIL.format(config=out)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    console.print(f"wrote {out} with {len(paths)} source(s); check the lines marked `# EDIT:`")
 
 
 @app.command()

@@ -120,6 +120,8 @@ def discover(
 def label(
     config: Path = ConfigOpt,
     force: bool = typer.Option(False, "--force", help="Relabel (the teacher cache still answers)."),
+    group: list[str] = typer.Option([], "--group", "-g",
+                                    help="Label only these groups, in this order (repeatable; default: all)."),
 ) -> None:
     """Teacher scores a stratified sample of each group on every anchor; writes labels/<group>/{train,val}."""
     from ..progress import RichReporter
@@ -127,7 +129,7 @@ def label(
 
     cfg = load_config(config)
     stage = LabelStage(cfg, reporter=RichReporter(err_console))
-    result = stage.run(force=force)
+    result = stage.run(force=force, only=group or None)
     for group, c in result.counts.items():
         console.print(f"  [bold]{group}[/bold]: {c['labeled']} labeled ({c['train']} train / {c['val']} val), "
                       f"{c['dead']} dead-lettered of {c['sampled']} sampled")

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import MiraError
 from ..io.shards import write_table
 from ..ledger import Ref, Unit
 from ..rubric import anchor_choice_path, anchors_of, load_rubric
@@ -44,7 +45,7 @@ from .group import group_members
 from .teacher_stage import TeacherStage
 
 STAGE = "label"
-LOGIC_VERSION = 2  # bumped when how labels are finalized changes (anchor choice): groups re-finalize from cache
+LOGIC_VERSION = 3  # bumped when how labels are finalized changes (anchor choice): groups re-finalize from cache
 LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
 
 
@@ -124,12 +125,20 @@ class LabelStage(TeacherStage):
         return [prompt_version("label", f) for f in FORMATS]
 
     # ---- run ------------------------------------------------------------------------------------------------------
-    def run(self, force: bool = False) -> LabelResult:
+    def run(self, force: bool = False, only: list[str] | None = None) -> LabelResult:
+        """Label every group, or only the groups in ``only`` in that order (long teacher jobs: the groups that
+        matter first; each group resumes on its own)."""
         start = time.monotonic()
+        groups = self.groups()
+        if only:
+            unknown = sorted(set(only) - groups.keys())
+            if unknown:
+                raise MiraError(f"unknown group(s) {', '.join(unknown)}; groups are {', '.join(sorted(groups))}")
+            groups = {g: groups[g] for g in only}
         if force:
             self.ws.clear_stage(self.stage)
         counts, skipped = {}, []
-        for group, sources in self.groups().items():
+        for group, sources in groups.items():
             counts[group], current = self._label_group(group, sources)
             if current:
                 skipped.append(group)
@@ -140,9 +149,14 @@ class LabelStage(TeacherStage):
     def inputs(self, group: str, sources: list[str], rubric: dict[str, Any]) -> dict[str, Any]:
         """What a group's labels depend on; every chunk of the group and its final pass share them."""
         return {"config.label": self.cfg.label.model_dump(mode="json"), "anchors": rubric["anchors"],
-                "teacher": self.cfg.teacher.model, "n": self.records_per_group(), "prompts": self.prompt_versions(),
+                "teacher": self.cfg.teacher.model, "readout": self.readout(), "n": self.records_per_group(), "prompts": self.prompt_versions(),
                 "logic": LOGIC_VERSION, "cut": self.teacher_config().max_record_tokens,
                 "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
+
+    def readout(self) -> dict[str, Any]:
+        """How scores are read from the teacher (a different read-out is a different label)."""
+        t = self.teacher_config()
+        return {"logprobs": t.logprobs, "local_scores": t.local_scores, "score_slots": t.score_slots}
 
     def final_unit(self, group: str, sources: list[str]) -> Unit:
         d = self.labels_dir(group)

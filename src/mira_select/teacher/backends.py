@@ -37,10 +37,17 @@ class TeacherCallError(Exception):
 FORMAT_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
 
 
+def local_reads_slots(cfg: TeacherConfig) -> bool:
+    """Whether the local backend reads scores-only slots independently from the logits (its default)."""
+    return cfg.logprobs and cfg.local_scores == "logits" and cfg.score_slots == "independent"
+
+
 class Backend:
     kind: str = "base"
     model: str = ""
     supports_logprobs: bool = False
+    # Reads each scores-only slot from the logits right after the prompt (see ChatRequest.independent_slots).
+    reads_slots: bool = False
 
     async def complete(self, req: ChatRequest) -> ChatResponse:  # pragma: no cover - interface
         raise NotImplementedError
@@ -187,7 +194,9 @@ class ReplayBackend(Backend):
 
     def __init__(self, cfg: TeacherConfig):
         self.model = cfg.model
-        self.supports_logprobs = cfg.logprobs  # must build the same requests as the backend that filled the cache
+        # must build the same requests as the backend that filled the cache
+        self.supports_logprobs = cfg.logprobs
+        self.reads_slots = cfg.replay_as == "local" and local_reads_slots(cfg)
 
     async def complete(self, req: ChatRequest) -> ChatResponse:
         raise TeacherCallError("replay backend: no cached answer for this request")

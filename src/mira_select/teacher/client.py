@@ -143,7 +143,8 @@ class Teacher:
         """Scores on a discovered rubric: scores only (one call, no rationale text) or explained (with evidence)."""
         use_lp = self.cfg.logprobs and self.backend.supports_logprobs
         req = self.prompts.label(fmt, record_id, text, anchors, explain=explain, logprobs=use_lp,
-                                 temperature=self.cfg.temperature)
+                                 temperature=self.cfg.temperature,
+                                 independent_slots=not explain and use_lp and self.backend.reads_slots)
         return self._read_scores(await self._run(record_id, req, prompt_version("label", fmt),
                                                  lambda t: validate_scores(t, anchors)), anchors, use_lp)
 

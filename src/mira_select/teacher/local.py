@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import TeacherConfig
 from ..errors import MiraError
-from .backends import Backend, TeacherCallError
+from .backends import Backend, TeacherCallError, local_reads_slots
 from .types import ChatRequest, ChatResponse
 
 
@@ -41,6 +41,7 @@ class LocalBackend(Backend):
         self.model = cfg.model
         self._path: Path | None = None  # resolved on the first real call: a fully cached run needs no weights
         self.supports_logprobs = cfg.logprobs
+        self.reads_slots = local_reads_slots(cfg)
         self._llm = None
         self._digit_ids: dict[str, int] | None = None
         self._lock = threading.Lock()
@@ -68,6 +69,8 @@ class LocalBackend(Backend):
     def _complete_sync(self, req: ChatRequest) -> ChatResponse:
         if req.score_ids and req.logprobs and self.cfg.logprobs and self.cfg.local_scores == "logits":
             with self._lock:
+                if req.independent_slots:
+                    return self._read_slots(self._load(), req)
                 return self._read_scores(self._load(), req)
         with self._lock:
             llm = self._load()
@@ -160,6 +163,43 @@ class LocalBackend(Backend):
             text += str(best)
         text += "}"
         return ChatResponse(text=text, prompt_tokens=n_prompt, completion_tokens=len(seq) - n_prompt,
+                            latency_s=time.monotonic() - start, digit_probs=probs_at)
+
+    def _read_slots(self, llm, req: ChatRequest) -> ChatResponse:
+        """Scores-only answer with every slot read on its own: for each criterion the model sees the prompt and
+        ``{"id": `` and nothing of its other scores, so one hesitant first digit cannot set every later score (with
+        sequential slots the 1.5B teacher wrote its first score, often a 0/5/10 coin flip, into all the others).
+
+        The prompt is evaluated once; each slot costs its key tokens from the KV cache's prompt end, plus one token
+        after a "1" to tell 1 from 10 (recorded for every slot, so the expected score never guesses). The answer
+        text is the JSON of the most likely scores with P(10) = P("1") * P("0" next).
+        """
+        import numpy as np
+
+        start = time.monotonic()
+        digits = self._digit_token_ids(llm)
+        prompt = self._chat_prompt(llm, req.messages)
+        base = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) + self._tok(llm, "{")
+        n_prompt = len(base) - 1
+        if len(base) + 16 >= llm.n_ctx():
+            raise TeacherCallError(f"local model refused the request: prompt of {n_prompt} tokens does not fit "
+                                   f"the context window ({llm.n_ctx()}); lower teacher.max_record_tokens")
+        end_ids = [t for piece in (",", "}", " ,") for t in self._tok(llm, piece)[:1]]
+        text, probs_at, evaluated = "{", [], 0
+        for i, aid in enumerate(req.score_ids):
+            seq = base + self._tok(llm, f'"{aid}": ')
+            p = self._softmax_subset(self._logits_after(llm, seq), [digits[str(d)] for d in range(10)])
+            p_zero = float(self._softmax_subset(self._logits_after(llm, seq + [digits["1"]]),
+                                                [digits["0"], *end_ids])[0])
+            evaluated += len(seq) - len(base) + 1
+            text += ("" if i == 0 else ", ") + f'"{aid}": '
+            probs_at.append((len(text), {str(d): float(p[d]) for d in range(10)}))
+            probs_at.append((len(text) + 1, {"0": p_zero}))
+            full = np.append(p, p[1] * p_zero)
+            full[1] *= 1.0 - p_zero
+            text += str(int(np.argmax(full)))
+        text += "}"
+        return ChatResponse(text=text, prompt_tokens=n_prompt, completion_tokens=evaluated,
                             latency_s=time.monotonic() - start, digit_probs=probs_at)
 
     def _digit_token_ids(self, llm) -> dict[str, int]:

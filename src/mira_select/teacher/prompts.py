@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import orjson
@@ -110,7 +110,7 @@ class PromptBuilder:
                            schema=anchor_schema(), max_tokens=400, temperature=temperature)
 
     def label(self, fmt: str, record_id: str, text: str, anchors: list[Anchor], explain: bool = False,
-              logprobs: bool = True, temperature: float = 0.0) -> ChatRequest:
+              logprobs: bool = True, temperature: float = 0.0, independent_slots: bool = False) -> ChatRequest:
         """Scores on a discovered rubric: scores only (default; one integer per anchor, read out from the digit
         probabilities) or explained (evidence quote + rationale + score per anchor, for a small sample)."""
         fam = _family("label", fmt)
@@ -126,8 +126,9 @@ class PromptBuilder:
         if explain:
             return self._request(record_id, text, body, explained_schema(anchors), 40 + 90 * len(anchors),
                                  temperature, logprobs=logprobs)
-        return self._request(record_id, text, body, scores_only_schema(anchors), 16 + 8 * len(anchors), temperature,
-                             logprobs=logprobs, score_ids=tuple(a.id for a in anchors))
+        req = self._request(record_id, text, body, scores_only_schema(anchors), 16 + 8 * len(anchors), temperature,
+                            logprobs=logprobs, score_ids=tuple(a.id for a in anchors))
+        return replace(req, independent_slots=independent_slots and logprobs)
 
     def _request(self, record_id: str, text: str, body: str, schema: dict, max_tokens: int, temperature: float,
                  logprobs: bool = False, score_ids: tuple[str, ...] = ()) -> ChatRequest:

@@ -186,8 +186,9 @@ def expected_scores(text: str, anchors: list[Anchor], greedy: dict[str, Any],
     """Expected value of each anchor's score under the model's digit probabilities.
 
     Finer than the greedy integer: a model that hesitates between 6 and 8 reads as ~7, not as whichever won.
-    Scores are two tokens only for 10 ("1" "0"); when the chosen first digit was "1" the next position says whether
-    it was 1 or 10, otherwise the probability of "1" is given to whichever of 1 or 10 is nearer the greedy score.
+    Scores are two tokens only for 10 ("1" "0"); where the backend read the token after a "1" (always for independent
+    slots; for sequential ones when "1" was the chosen digit) it splits P("1") into 10 and 1, whatever the greedy
+    score; otherwise the probability of "1" is given to whichever of 1 or 10 is nearer the greedy score.
     Returns None when the probabilities do not line up with the answer (then the greedy scores are used).
     """
     if not digit_probs:
@@ -207,8 +208,8 @@ def expected_scores(text: str, anchors: list[Anchor], greedy: dict[str, Any],
         for digit, p in probs.items():
             d = int(digit)
             if d == 1:
-                if g == 10 and m.end() + 1 in by_offset:
-                    p_zero = by_offset[m.end() + 1].get("0", 0.0)  # absolute: the rest is ',' or '}' (a 1)
+                if m.end() + 1 in by_offset:  # recorded after a "1" was read: P("0" next) splits it into 10 and 1
+                    p_zero = by_offset[m.end() + 1].get("0", 0.0)
                     exp += p * (10 * p_zero + 1 * (1 - p_zero))
                     continue
                 d = 10 if g >= 6 else 1

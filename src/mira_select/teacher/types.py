@@ -29,12 +29,17 @@ class ChatRequest:
     # Scores-only answers: the answer is one flat JSON object {id: integer 0-10} with these keys in this order. A
     # backend that sees the model's logits (local) may read the scores out directly instead of generating JSON.
     score_ids: tuple[str, ...] = ()
+    # Read every score slot right after the prompt (``{"id": ``), not after the scores already written: a small
+    # model copies its first score into every later slot, so a sequential answer is one decision, not one per criterion.
+    independent_slots: bool = False
 
     def cache_fields(self) -> dict[str, Any]:
         out = {"messages": list(self.messages), "schema": self.schema, "max_tokens": self.max_tokens,
                "temperature": self.temperature, "logprobs": self.logprobs}
         if self.score_ids:  # only when set, so the keys of every other request stay as they were
             out["score_ids"] = list(self.score_ids)
+        if self.independent_slots:
+            out["slots"] = "independent"
         return out
 
 
