@@ -43,6 +43,10 @@ def test_students_learn_the_teachers_signal_and_write_metrics_and_mask(trained):
     for group, members in GROUPS.items():
         m = json.loads((ws / "students" / group / "metrics.json").read_text())
         assert m["kind"] == "hashed_linear" and m["n_train"] > 0 and m["n_val"] > 0
+        # cross-fitted by default: every label validates (out of fold) and the kept student learned from all of them
+        n_labels = sum(len(pq.read_table(ws / "labels" / group / f"{s}.parquet", columns=["id"]))
+                       for s in ("train", "val"))
+        assert m["validation"] == "5-fold cross-fit" and m["n_val"] == m["n_train"] == n_labels
         # the known labeling function is learnable: the student must rank validation records like the "teacher"
         assert m["overall"]["spearman"] > 0.5, m["overall"]
         assert set(m["per_source"]) == set(members)
@@ -365,3 +369,19 @@ def test_length_residual_and_temperature_adjust_the_ranking_not_the_budget(tmp_p
         keep = budget_mask(key, tokens, 0.5)
         kept = tokens[keep].sum()
         assert 0.5 * tokens.sum() <= kept < 0.5 * tokens.sum() + tokens.max()  # same exact token accounting
+
+
+def test_cross_fit_folds_keep_twins_with_their_originals_and_never_judge_them():
+    import numpy as np
+
+    from mira_select.stages.train import LabeledSet
+
+    ids = [f"src/f/{i}" for i in range(40)] + [f"src/f/{i}~shuffle_lines" for i in range(0, 40, 4)]
+    twin = np.asarray([False] * 40 + [True] * 10)
+    data = LabeledSet(ids, ["src"] * 50, ["x"] * 50, np.zeros((50, 1)), twin)
+    fold = data.folds(5)
+    assert set(fold) == set(range(5))  # 40 ids spread over every fold
+    for k, i in enumerate(range(0, 40, 4)):
+        assert fold[40 + k] == fold[i]  # a twin sits in its clean record's fold
+    assert list(data.folds(5)) == list(fold)  # stable: a hash of the id, not a random draw
+    assert data.take(~data.twin).ids == ids[:40]

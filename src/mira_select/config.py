@@ -181,6 +181,10 @@ class StudentConfig(_Strict):
     kind: Literal["hashed_linear", "embed_heads", "generative", "auto"] = Field(
         "hashed_linear", description="auto = fit both CPU tiers, keep the one closer to the teacher on validation")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per kind: constructor arguments")
+    folds: int = Field(
+        5, ge=0, description="cross-fitting: every labeled record is predicted by a student fitted without its fold, "
+                             "those predictions decide tier, metrics and mask, and the kept student is fitted on all "
+                             "labels; 0 = fit on the train split, judge on the val split")
     min_n: int = Field(20, gt=0, description="validation records needed before an anchor can count as reliable")
     max_mae: float = Field(1.5, gt=0)
     min_spearman: float = Field(0.3, ge=-1, le=1)

@@ -1,13 +1,17 @@
-"""`mira train`: per group, fit the configured student on the teacher's train labels and judge it on validation.
+"""`mira train`: per group, fit the configured student on the teacher's labels and judge it against the teacher.
 
-Writes ``students/<group>/`` (model files), ``metrics.json`` (MAE and Spearman per source × anchor, pooled per
-anchor, overall; for every tier tried) and ``mask.json`` (the reliability mask ``mira score`` applies). With
-``student.kind: auto`` both CPU tiers are fitted and the one that agrees better with the teacher on validation
-(overall Spearman of the mean anchor score) is kept, per group.
+Judging is cross-fitted by default (``student.folds``): every labeled record is predicted by a student fitted
+without its fold, so all ~150 labels of a group validate instead of a 20 % split (a per-(source, anchor) Spearman on
+6 records decides nothing), and the kept student is then fitted on every label. A twin always sits in its clean
+record's fold and is never judged (it is there to teach the low end). Writes ``students/<group>/`` (model files),
+``metrics.json`` (MAE and Spearman per source × anchor, pooled per anchor, overall; for every tier tried) and
+``mask.json`` (the reliability mask ``mira score`` applies). With ``student.kind: auto`` every CPU tier is judged
+and the one that agrees best with the teacher (overall Spearman of the mean anchor score) is kept, per group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,21 @@ class LabeledSet:
     sources: list[str]
     texts: list[str]
     y: np.ndarray
+    twin: np.ndarray  # bool: a corrupted copy made for training (its id is "<clean id>~<kind>")
+
+    def __add__(self, other: "LabeledSet") -> "LabeledSet":
+        return LabeledSet(self.ids + other.ids, self.sources + other.sources, self.texts + other.texts,
+                          np.vstack([self.y, other.y]), np.concatenate([self.twin, other.twin]))
+
+    def take(self, mask: np.ndarray) -> "LabeledSet":
+        idx = np.flatnonzero(mask)
+        return LabeledSet([self.ids[i] for i in idx], [self.sources[i] for i in idx], [self.texts[i] for i in idx],
+                          self.y[idx], self.twin[idx])
+
+    def folds(self, k: int) -> np.ndarray:
+        """Fold of each record from a hash of its clean id: stable across runs, twins beside their originals."""
+        clean = [i.rsplit("~", 1)[0] if t else i for i, t in zip(self.ids, self.twin)]
+        return np.asarray([int(hashlib.sha1(c.encode()).hexdigest()[:8], 16) % k for c in clean])
 
 
 def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str], path: Path | None = None) -> LabeledSet:
@@ -75,7 +94,9 @@ def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str], path
                         f"(e.g. {sorted(missing)[0]!r}); was the corpus re-ingested after labeling?")
     y = np.stack([labels.column(f"score:{a}").to_numpy() for a in anchors], axis=1).astype(np.float64) \
         if ids else np.zeros((0, len(anchors)))
-    return LabeledSet(ids, sources, [text_of[i] for i in ids], y)
+    twin = np.asarray([bool(t) for t in labels.column("twin").to_pylist()] if "twin" in labels.column_names
+                      else [False] * len(ids), dtype=bool)
+    return LabeledSet(ids, sources, [text_of[i] for i in ids], y, twin)
 
 
 def student_dir(ws: Workspace, group: str):
@@ -128,33 +149,57 @@ class TrainStage:
         if len(train.ids) < 2:
             raise MiraError(f"group {group!r} has {len(train.ids)} training label(s); a student needs at least 2 "
                             "(raise label.records_per_group or check labels/<group>/dead_letter.jsonl)")
+        labeled = train + val
+        crossfit = sc.folds >= 2 and int((~labeled.twin).sum()) >= 2 * sc.folds
         kinds = list(CPU_TIERS) if sc.kind == "auto" else [sc.kind]
         tiers: dict[str, dict[str, Any]] = {}
-        fitted: dict[str, Student] = {}
         for kind in kinds:
-            with self.reporter.task(f"train {group}: {kind} on {len(train.ids)} labels", total=1) as bar:
+            with self.reporter.task(f"train {group}: {kind} on {len(labeled.ids)} labels", total=1) as bar:
                 t0 = time.monotonic()
-                base, preset = CPU_TIERS.get(kind, (kind, {}))
-                student = make_student(base, anchors, **{**preset, **sc.params.get(base, {})})
-                student.fit(train.texts, train.y, train.sources)
-                fit_s = time.monotonic() - t0
-                pred = student.predict(val.texts) if val.ids else np.zeros((0, len(anchors)), np.float32)
-                tiers[kind] = {"fit_s": fit_s, **fidelity(pred, val.y, val.sources, anchors)}
-                fitted[kind] = student
+                judged, pred = self._cross_fit(kind, anchors, labeled) if crossfit else self._split_fit(
+                    kind, anchors, train, val)
+                tiers[kind] = {"fit_s": time.monotonic() - t0,
+                               **fidelity(pred, judged.y, judged.sources, anchors)}
                 bar.advance()
         chosen = max(kinds, key=lambda k: _rank_value(tiers[k]["overall"]["spearman"]))
+        fit_on = labeled if crossfit else train
+        student = self._fit(chosen, anchors, fit_on)
         th = Thresholds(sc.max_mae, sc.min_spearman, sc.min_n)
         mask = reliability_mask(tiers[chosen], sources, anchors, th)
         d = student_dir(self.ws, group)
-        fitted[chosen].save(d)
-        metrics = {"group": group, "kind": chosen, "anchors": anchors, "n_train": len(train.ids),
-                   "n_val": len(val.ids), "thresholds": th.__dict__, **tiers[chosen],
+        student.save(d)
+        n_judged = tiers[chosen]["overall"]["n"]
+        metrics = {"group": group, "kind": chosen, "anchors": anchors, "n_train": len(fit_on.ids),
+                   "n_val": n_judged, "validation": f"{sc.folds}-fold cross-fit" if crossfit else "val split",
+                   "thresholds": th.__dict__, **tiers[chosen],
                    "tiers": {k: {"overall": v["overall"], "fit_s": v["fit_s"]} for k, v in tiers.items()}}
         write_json(d / "metrics.json", metrics)
         write_json(d / "mask.json", mask)
-        n = len(train.ids) + len(val.ids)
+        n = len(labeled.ids)
         self.ledger.record(unit, Counts(n, n, 0, 0), kind=chosen)
         return metrics
+
+    def _fit(self, kind: str, anchors: list[str], data: LabeledSet) -> Student:
+        base, preset = CPU_TIERS.get(kind, (kind, {}))
+        student = make_student(base, anchors, **{**preset, **self.cfg.student.params.get(base, {})})
+        return student.fit(data.texts, data.y, data.sources)
+
+    def _cross_fit(self, kind: str, anchors: list[str], data: LabeledSet) -> tuple[LabeledSet, np.ndarray]:
+        """Out-of-fold predictions of every original (non-twin) label."""
+        fold = data.folds(self.cfg.student.folds)
+        pred = np.zeros_like(data.y, dtype=np.float32)
+        for f in range(self.cfg.student.folds):
+            held = (fold == f) & ~data.twin
+            if held.any():
+                pred[held] = self._fit(kind, anchors, data.take(fold != f)).predict(data.take(held).texts)
+        judged = ~data.twin
+        return data.take(judged), pred[judged]
+
+    def _split_fit(self, kind: str, anchors: list[str], train: LabeledSet,
+                   val: LabeledSet) -> tuple[LabeledSet, np.ndarray]:
+        student = self._fit(kind, anchors, train)
+        pred = student.predict(val.texts) if val.ids else np.zeros((0, len(anchors)), np.float32)
+        return val, pred
 
 
 def _rank_value(rho: float | None) -> float:
