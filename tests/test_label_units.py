@@ -146,3 +146,47 @@ def test_length_stratified_samples_are_nested(tmp_path):
     small = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=30, seed=1)]
     large = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=120, seed=1)]
     assert large[:30] == small and len(set(large)) == 120
+
+
+def test_reservoir_sample_reads_texts_of_the_winners_only_and_matches_a_one_pass_reservoir(tmp_path, monkeypatch):
+    """Positions are chosen from the source/format columns, texts read afterwards from the row groups holding a
+    winner. The result must equal a plain one-pass reservoir over whole records (same seeded decisions), across
+    shards and row groups, per key."""
+    import pyarrow.parquet as pq
+
+    from mira_select.sampling import _rng, reservoir_sample
+
+    ws = Workspace(tmp_path / "ws")
+    for source, n_rows in (("a", 2500), ("b", 40)):
+        for part in range(2):
+            rows = [{"id": f"{source}-{part}-{i}", "source": source, "format": "code" if i % 3 else "text",
+                     "text": f"text of {source} {part} {i}", "n_tokens": i} for i in range(n_rows)]
+            path = ws.records_dir(source) / f"part-{part:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=300)  # many row groups
+
+    def one_pass(key, n, seed):
+        res, seen = {}, {}
+        for source in ("a", "b"):
+            for shard in ws.record_shards(source):
+                for r in pq.read_table(shard).to_pylist():
+                    k = key(r["source"], r["format"])
+                    c = seen[k] = seen.get(k, 0) + 1
+                    rng = res.setdefault(k, (_rng(seed, k), []))[0]
+                    slot = c - 1 if c <= n else rng.randrange(c)
+                    if slot < n:
+                        (res[k][1].append if c <= n else res[k][1].__setitem__)(*(((c, r["id"]),) if c <= n
+                                                                                  else (slot, (c, r["id"]))))
+        return {k: [i for _, i in sorted(v[1])] for k, v in sorted(res.items())}
+
+    read_groups = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, g, **kw: read_groups.append(g) or real(self, g, **kw))
+    for key, n in ((lambda s, f: s, 50), (lambda s, f: f, 7)):
+        read_groups.clear()
+        got = reservoir_sample(ws, ["a", "b"], n=n, seed=5, key=key)
+        assert {k: [r.id for r in v] for k, v in got.items()} == one_pass(key, n, seed=5)
+        for recs in got.values():
+            assert all(r.text == "text of " + r.id.replace("-", " ") for r in recs)  # the winner's own text
+    assert len(read_groups) <= 2 * 7 < 20  # 7 winners per format: at most 14 of the 20 row groups are decoded

@@ -34,30 +34,58 @@ def _rng(seed: int, key: str) -> random.Random:
 
 def reservoir_sample(ws: Workspace, sources: list[str], n: int, seed: int,
                      key: Callable[[str, str], str] = lambda source, fmt: source) -> dict[str, list[SampledRecord]]:
-    """Up to ``n`` records per key (default: per source), uniformly at random, in a stable order."""
-    reservoirs: dict[str, list[tuple[int, SampledRecord]]] = {}
+    """Up to ``n`` records per key (default: per source), uniformly at random, in a stable order.
+
+    Two passes: which rows win a reservoir slot depends only on each key's running count, so the first pass reads
+    just the ``source`` and ``format`` columns (dictionary-encoded, a few bytes per record) and keeps row positions;
+    the second reads the other columns of the row groups that hold a winner, and only those rows. Texts of records
+    that are not sampled are never decoded, and memory holds ``n`` positions per key.
+    """
+    shards = [(source, shard) for source in sources for shard in ws.record_shards(source)]
+    winners: dict[str, list[tuple[int, int, int]]] = {}  # key -> [(count, shard index, row)]
     seen: dict[str, int] = {}
     rngs: dict[str, random.Random] = {}
+    for si, (_, shard) in enumerate(shards):
+        row0 = 0
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=8192, columns=["source", "format"]):
+            d = batch.to_pydict()
+            for i in range(batch.num_rows):
+                k = key(d["source"][i], d["format"][i])
+                rng = rngs.setdefault(k, _rng(seed, k))
+                count = seen[k] = seen.get(k, 0) + 1
+                slot = count - 1 if count <= n else rng.randrange(count)
+                if slot < n:
+                    res = winners.setdefault(k, [])
+                    if count <= n:
+                        res.append((count, si, row0 + i))
+                    else:
+                        res[slot] = (count, si, row0 + i)
+            row0 += batch.num_rows
+    records = _read_rows(shards, {(si, row) for res in winners.values() for _, si, row in res})
+    return {k: [records[(si, row)] for _, si, row in sorted(v)] for k, v in sorted(winners.items())}
+
+
+def _read_rows(shards: list[tuple[str, object]], wanted: set[tuple[int, int]]) -> dict[tuple[int, int], SampledRecord]:
+    """The records at (shard index, row) positions, reading only the row groups that hold one."""
     cols = ["id", "source", "format", "text", "n_tokens"]
-    for source in sources:
-        for shard in ws.record_shards(source):
-            pf = pq.ParquetFile(shard)
-            for batch in pf.iter_batches(batch_size=1024, columns=cols):
-                d = batch.to_pydict()
-                for i in range(batch.num_rows):
-                    k = key(d["source"][i], d["format"][i])
-                    rng = rngs.setdefault(k, _rng(seed, k))
-                    count = seen[k] = seen.get(k, 0) + 1
-                    slot = count - 1 if count <= n else rng.randrange(count)
-                    if slot < n:
-                        rec = SampledRecord(d["id"][i], d["source"][i], d["format"][i], d["text"][i],
-                                            d["n_tokens"][i])
-                        res = reservoirs.setdefault(k, [])
-                        if count <= n:
-                            res.append((count, rec))
-                        else:
-                            res[slot] = (count, rec)
-    return {k: [r for _, r in sorted(v, key=lambda t: t[0])] for k, v in sorted(reservoirs.items())}
+    by_shard: dict[int, list[int]] = {}
+    for si, row in wanted:
+        by_shard.setdefault(si, []).append(row)
+    out: dict[tuple[int, int], SampledRecord] = {}
+    for si, rows in by_shard.items():
+        pf = pq.ParquetFile(shards[si][1])
+        starts = [0]
+        for g in range(pf.num_row_groups):
+            starts.append(starts[-1] + pf.metadata.row_group(g).num_rows)
+        for g in range(pf.num_row_groups):
+            inside = [r for r in rows if starts[g] <= r < starts[g + 1]]
+            if not inside:
+                continue
+            d = pf.read_row_group(g, columns=cols).take([r - starts[g] for r in inside]).to_pydict()
+            for j, r in enumerate(inside):
+                out[(si, r)] = SampledRecord(d["id"][j], d["source"][j], d["format"][j], d["text"][j],
+                                             d["n_tokens"][j])
+    return out
 
 
 def round_robin_sample(ws: Workspace, sources: list[str], n: int, seed: int) -> list[SampledRecord]:
