@@ -72,6 +72,22 @@ def test_choose_anchors_drops_constant_ones_and_refills_from_spares():
     assert choose_anchors(table, anchors, {"combined": 3}, 0.5, 0.6, drop=False)["active"] == [a.id for a in anchors]
 
 
+def test_choose_anchors_judges_spread_relative_to_the_groups_scale():
+    """Independent score slots spread labels ~0.5 points, sequential ones ~3: an anchor is 'not discriminating'
+    relative to how the group's anchors use the scale, with the absolute floor for truly constant ones."""
+    rng = np.random.default_rng(0)
+    narrow = {f"a0{i}": list(6 + 0.5 * rng.standard_normal(60)) for i in range(1, 5)}
+    narrow["a05"] = list(6 + 0.05 * rng.standard_normal(60))  # a tenth of the others' spread
+    table = _labels(narrow)
+    anchors = [Anchor(a, a, "d") for a in narrow]
+    absolute = choose_anchors(table, anchors, {"combined": 5}, min_std=0.5, end_flag=0.6)
+    assert len(absolute["active"]) <= 2  # an absolute 0.5 drops most of an independent read-out's anchors
+    relative = choose_anchors(table, anchors, {"combined": 5}, min_std=0.1, end_flag=0.6, min_std_ratio=0.5)
+    assert relative["active"] == ["a01", "a02", "a03", "a04"]
+    assert "does not discriminate" in relative["dropped"]["a05"]
+    assert 0.2 < relative["min_std"] < 0.3  # half the median spread (~0.5)
+
+
 def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):
     scores = [float(i % 10) for i in range(20)] + [0.0] * 20
     table = _labels({"a01": scores}, twin=[""] * 20 + ["splice_spam"] * 20)

@@ -171,8 +171,11 @@ class LabelConfig(_Strict):
     twins: bool = Field(True, description="add teacher-scored corrupted copies of sampled records (train split)")
     twins_share: float = Field(0.15, ge=0, le=1, description="twins per group, as a share of records_per_group")
     explained: int = Field(8, ge=0, description="records per group also labeled with evidence + rationale (report)")
-    min_std: float = Field(0.5, ge=0, description="anchors whose labels vary less than this are dropped (refilled "
-                                                   "from the spare candidates)")
+    min_std: float = Field(0.1, ge=0, description="anchors whose labels vary less than this (score points) are "
+                                                   "dropped, refilled from the spare candidates")
+    min_std_ratio: float = Field(
+        0.5, ge=0, le=1, description="... and so are anchors whose spread is below this share of the group's median "
+                                     "anchor spread (how widely a teacher uses the scale depends on its read-out)")
     end_share_flag: float = Field(0.6, gt=0, le=1, description="flag anchors with more labels than this at 0-1 or 9-10")
     seed: int = 1
 

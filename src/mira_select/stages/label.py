@@ -256,7 +256,7 @@ class LabelStage(TeacherStage):
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
         choice = choose_anchors(table, anchors, self._targets(rubric), lc.min_std, lc.end_share_flag,
-                                drop=self.chooses_anchors)
+                                drop=self.chooses_anchors, min_std_ratio=lc.min_std_ratio)
         write_json(anchor_choice_path(out), choice)
         return {"labeled": table.num_rows, "dead": dead.count(b"\n"),
                 "twins": int(pc.sum(pc.not_equal(table.column("twin"), "")).as_py() or 0),
@@ -271,10 +271,12 @@ class LabelStage(TeacherStage):
 
 
 def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, int], min_std: float,
-                   end_flag: float, drop: bool = True) -> dict[str, Any]:
+                   end_flag: float, drop: bool = True, min_std_ratio: float = 0.0) -> dict[str, Any]:
     """Per anchor on the labeled records (twins excluded): spread and share at each end of the scale. Active: per
-    part, the first ``target`` anchors in rubric order whose labels vary by at least ``min_std``; the rest are
-    dropped (not discriminating) or spare. A part where nothing varies keeps its most varied anchor."""
+    part, the first ``target`` anchors in rubric order whose labels vary by at least ``min_std`` and by at least
+    ``min_std_ratio`` × the median spread of the group's anchors (relative, because how much of the scale a teacher
+    uses depends on the read-out: independent slots spread ~0.5 points, sequential ones ~3); the rest are dropped
+    (not discriminating) or spare. A part where nothing varies keeps its most varied anchor."""
     real = table.filter(pc.equal(table.column("twin"), "")) if table.num_rows else table
     stats: dict[str, dict[str, Any]] = {}
     for a in anchors:
@@ -289,6 +291,8 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
 
     from .discover import name_key
 
+    spreads = [st["std"] for st in stats.values()]
+    floor = max(min_std, min_std_ratio * float(np.median(spreads))) if spreads else min_std
     active, dropped = [], {}
     kept_names: dict[str, str] = {}  # name key -> anchor id, over every part (parts may name a criterion twice)
     for part, target in targets.items():
@@ -302,8 +306,8 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
             twin = next((i for k, i in kept_names.items() if SequenceMatcher(None, k, key).ratio() >= 0.9), None)
             if twin is not None:
                 dropped[a.id] = f"same name as {twin}"
-            elif stats[a.id]["std"] < min_std:
-                dropped[a.id] = f"does not discriminate: std {stats[a.id]['std']:.2f} < {min_std:g}"
+            elif stats[a.id]["std"] < floor:
+                dropped[a.id] = f"does not discriminate: std {stats[a.id]['std']:.2f} < {floor:.2f}"
             elif taken < target:
                 active.append(a.id)
                 kept_names[key] = a.id
@@ -316,7 +320,7 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
             dropped.pop(best.id, None)
     order = {a.id: i for i, a in enumerate(anchors)}
     return {"active": sorted(active, key=order.__getitem__), "dropped": dropped, "stats": stats,
-            "min_std": min_std, "end_flag": end_flag, "scale_ends": [LOW, HIGH]}
+            "min_std": round(floor, 3), "end_flag": end_flag, "scale_ends": [LOW, HIGH]}
 
 
 def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
