@@ -16,6 +16,7 @@ from typing import Callable
 
 import pyarrow.parquet as pq
 
+from .io.shards import rows_at
 from .workspace import Workspace
 
 
@@ -66,25 +67,15 @@ def reservoir_sample(ws: Workspace, sources: list[str], n: int, seed: int,
 
 
 def _read_rows(shards: list[tuple[str, object]], wanted: set[tuple[int, int]]) -> dict[tuple[int, int], SampledRecord]:
-    """The records at (shard index, row) positions, reading only the row groups that hold one."""
-    cols = ["id", "source", "format", "text", "n_tokens"]
+    """The records at (shard index, row) positions, decoding only the row groups that hold one."""
     by_shard: dict[int, list[int]] = {}
     for si, row in wanted:
         by_shard.setdefault(si, []).append(row)
     out: dict[tuple[int, int], SampledRecord] = {}
     for si, rows in by_shard.items():
-        pf = pq.ParquetFile(shards[si][1])
-        starts = [0]
-        for g in range(pf.num_row_groups):
-            starts.append(starts[-1] + pf.metadata.row_group(g).num_rows)
-        for g in range(pf.num_row_groups):
-            inside = [r for r in rows if starts[g] <= r < starts[g + 1]]
-            if not inside:
-                continue
-            d = pf.read_row_group(g, columns=cols).take([r - starts[g] for r in inside]).to_pydict()
-            for j, r in enumerate(inside):
-                out[(si, r)] = SampledRecord(d["id"][j], d["source"][j], d["format"][j], d["text"][j],
-                                             d["n_tokens"][j])
+        d = rows_at(shards[si][1], rows, ["id", "source", "format", "text", "n_tokens"]).to_pydict()
+        for j, r in enumerate(rows):
+            out[(si, r)] = SampledRecord(d["id"][j], d["source"][j], d["format"][j], d["text"][j], d["n_tokens"][j])
     return out
 
 

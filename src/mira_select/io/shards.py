@@ -57,6 +57,35 @@ def read_columns(path: Path, columns: list[str]) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
+def rows_at(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
+    """The rows at these positions (in the order given), decoding only the row groups that hold one: a sample or
+    a labeled set reads a few texts out of a shard without decoding the rest."""
+    pf = pq.ParquetFile(path)
+    starts = [0]
+    for g in range(pf.num_row_groups):
+        starts.append(starts[-1] + pf.metadata.row_group(g).num_rows)
+    wanted = sorted(set(rows))
+    parts, order = [], {}
+    for g in range(pf.num_row_groups):
+        inside = [r for r in wanted if starts[g] <= r < starts[g + 1]]
+        if inside:
+            parts.append(pf.read_row_group(g, columns=columns).take([r - starts[g] for r in inside]))
+            order.update((r, len(order)) for r in inside)
+    if not parts:
+        return pf.schema_arrow.empty_table().select(columns)
+    table = pa.concat_tables(parts)
+    return table.take([order[r] for r in rows])
+
+
+def rows_with_ids(path: Path, ids: pa.Array, columns: list[str]) -> pa.Table:
+    """The rows whose id is in ``ids`` (one pass over the id column, then :func:`rows_at`)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    hit = pc.is_in(pq.read_table(path, columns=["id"]).column("id"), value_set=ids)
+    return rows_at(path, np.flatnonzero(hit.to_numpy(zero_copy_only=False)).tolist(), columns)
+
+
 def read_sidecar_column(path: Path, shard: Path, ids: list[str], column: str, remedy: str):
     """One column of a sidecar (scores, prefilter decisions), checked row by row against its record shard's ids:
     a sidecar written for another version of the shard is an error naming it, never a wrong value."""

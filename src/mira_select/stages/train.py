@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..aggregate import Thresholds, fidelity, reliability_mask
 from ..config import MiraConfig
 from ..errors import MiraError
+from ..io.shards import rows_with_ids
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..rubric import active_anchor_ids
@@ -85,8 +85,7 @@ def load_labeled(ws: Workspace, group: str, split: str, anchors: list[str], path
     wanted = set(ids)
     for source in sorted(set(sources)):
         for shard in ws.record_shards(source):
-            t = pq.read_table(shard, columns=["id", "text"])
-            t = t.filter(pc.is_in(t.column("id"), value_set=labels.column("id")))
+            t = rows_with_ids(shard, labels.column("id"), ["id", "text"])
             text_of.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
     missing = wanted - text_of.keys()
     if missing:
