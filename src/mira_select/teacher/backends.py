@@ -48,6 +48,8 @@ class Backend:
     supports_logprobs: bool = False
     # Reads each scores-only slot from the logits right after the prompt (see ChatRequest.independent_slots).
     reads_slots: bool = False
+    # Requests it serves at once (None: as many as the config sends).
+    max_concurrency: int | None = None
 
     async def complete(self, req: ChatRequest) -> ChatResponse:  # pragma: no cover - interface
         raise NotImplementedError

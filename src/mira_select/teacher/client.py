@@ -105,7 +105,14 @@ class Teacher:
         self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
                                      tokenizer=tokenizer)
         self.acct = Accounting()
-        self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._sem = asyncio.Semaphore(self.concurrency)
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight: the config's, capped by what the backend can serve at once (the in-process model
+        serves one; more would only queue on its lock in thread-timing order, and the order of calls decides which
+        KV prefix each reuses, i.e. the exact numbers a small model returns)."""
+        return min(self.cfg.concurrency, self.backend.max_concurrency or self.cfg.concurrency)
 
     @property
     def model_id(self) -> str:
@@ -190,7 +197,7 @@ class Teacher:
         """Synchronous entry point for stages."""
 
         async def main() -> list[TeacherResult]:
-            self._sem = asyncio.Semaphore(self.cfg.concurrency)
+            self._sem = asyncio.Semaphore(self.concurrency)
             try:
                 return await self.map(fn, items, on_result)
             finally:

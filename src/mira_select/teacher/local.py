@@ -33,6 +33,7 @@ def resolve_model_path(model: str) -> Path:
 
 class LocalBackend(Backend):
     kind = "local"
+    max_concurrency = 1  # one llama.cpp context: calls run one at a time, in the order the stage sends them
 
     def __init__(self, cfg: TeacherConfig):
         # llama-cpp-python is imported on the first real call, like the weights: a run the cache answers (`make
