@@ -187,7 +187,8 @@ class StudentConfig(_Strict):
     folds: int = Field(
         5, ge=0, description="cross-fitting: every labeled record is predicted by a student fitted without its fold, "
                              "those predictions decide tier, metrics and mask, and the kept student is fitted on all "
-                             "labels; 0 = fit on the train split, judge on the val split")
+                             "labels (CPU tiers; the generative tier keeps the split); 0 = fit on the train split, "
+                             "judge on the val split")
     min_n: int = Field(20, gt=0, description="validation records needed before an anchor can count as reliable")
     max_mae: float = Field(1.5, gt=0)
     min_spearman: float = Field(0.3, ge=-1, le=1)

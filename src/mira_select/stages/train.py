@@ -149,8 +149,9 @@ class TrainStage:
             raise MiraError(f"group {group!r} has {len(train.ids)} training label(s); a student needs at least 2 "
                             "(raise label.records_per_group or check labels/<group>/dead_letter.jsonl)")
         labeled = train + val
-        crossfit = sc.folds >= 2 and int((~labeled.twin).sum()) >= 2 * sc.folds
         kinds = list(CPU_TIERS) if sc.kind == "auto" else [sc.kind]
+        # the generative tier is a fine-tune: one per fold would multiply its GPU time, so it keeps the val split
+        crossfit = sc.folds >= 2 and int((~labeled.twin).sum()) >= 2 * sc.folds and "generative" not in kinds
         tiers: dict[str, dict[str, Any]] = {}
         for kind in kinds:
             with self.reporter.task(f"train {group}: {kind} on {len(labeled.ids)} labels", total=1) as bar:
