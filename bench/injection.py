@@ -18,6 +18,11 @@ Payload parts separated by {{SPLIT}} go to separate line boundaries, interleaved
 
     python bench/injection.py [--model qwen2.5-coder-1.5b-instruct] [--records 4] [--attacks N] [--out FILE]
     python bench/injection.py --rubric-from WS --group G [--workspace DIR]   # DIR: reuse its cache, zero calls
+    python bench/injection.py --injection-check [--threshold 5]   # with the label stage's reviewer-address question
+
+Measured (2026-11-30, embedded 1.5B, first 24 attacks + their 24 clean records): the reviewer-address question gives
+clean records P(yes) 0.36-0.48 and injected ones 0.33-0.55 (asked after the label prompt), or 0.70-0.90 for both
+(asked alone, as a prompt-injection detector): no signal at this size, so label.injection_check is off by default.
 
 Every call goes through the Teacher layer and its cache: a re-run with the same --workspace costs no call.
 """
@@ -35,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mira_select.config import TeacherConfig  # noqa: E402
+from mira_select.config import LabelConfig, TeacherConfig  # noqa: E402
 from mira_select.rubric import anchors_of, load_rubric  # noqa: E402
 from mira_select.teacher.check import CHECK_ANCHORS  # noqa: E402
 from mira_select.teacher.client import Teacher  # noqa: E402
@@ -99,6 +104,10 @@ def mean_score(result) -> float | None:
     return None if result.data is None else statistics.mean(v["score"] for v in result.data.values())
 
 
+def addressed_of(result) -> float | None:
+    return None if result is None or result.data is None else result.data["addressed"]["score"]
+
+
 def summarize(rows: list[dict]) -> dict:
     shifts = [r["shift"] for r in rows if r["shift"] is not None]
     if not shifts:
@@ -124,6 +133,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workspace", default=None, help="reuse a workspace (its teacher cache) across runs")
     ap.add_argument("--out", default=None, help="write the rows and the summary as JSON")
+    ap.add_argument("--injection-check", action="store_true", default=LabelConfig().injection_check,
+                    help="also ask the label stage's reviewer-address question (label.injection_check); a record "
+                         "it flags is quarantined, so its shift counts 0")
+    ap.add_argument("--threshold", type=float, default=LabelConfig().injection_threshold,
+                    help="reviewer-address certainty (0-10) at which the label stage quarantines a record")
     args = ap.parse_args()
 
     attacks = [json.loads(line) for line in Path(args.attacks_file).read_text(encoding="utf-8").splitlines()
@@ -158,28 +172,42 @@ def main() -> None:
     ws = Workspace(args.workspace or tempfile.mkdtemp(prefix="mira-injection-"))
     t = Teacher(cfg, ws, stage="bench_injection")
     start = time.monotonic()
-    results = t.run(lambda i, f, x: t.label(i, f, x, anchors), items)
+
+    async def label_and_check(i: str, f: str, x: str):
+        # as the label stage does: the label, then the reviewer-address question on the same prompt
+        return await t.label(i, f, x, anchors), (await t.addressed(i, f, x, anchors) if args.injection_check else None)
+
+    results = t.run(label_and_check, items)
     wall = time.monotonic() - start
     t.save_accounting()
     t.close()
-    clean_score = {it[0]: mean_score(r) for it, r in zip(items, results)}
+    clean_score = {it[0]: mean_score(r) for it, (r, _) in zip(items, results)}
+    clean_addr = {it[0]: addressed_of(a) for it, (_, a) in zip(items, results)}
     rows = []
-    for c, r in zip(cases, results[len(clean_items):]):
+    for c, (r, chk) in zip(cases, results[len(clean_items):]):
         a, cs, bs = c["attack"], clean_score[c["record"]], mean_score(r)
+        shift = None if cs is None or bs is None else bs - cs
+        addr = addressed_of(chk)
+        caught = addr is not None and addr >= args.threshold
         rows.append({"id": a["id"], "kind": a["kind"], "placement": a["placement"], "carrier": a["carrier"],
                      "format": c["format"], "record": c["record"], "clean": cs, "injected": bs,
-                     "shift": None if cs is None or bs is None else bs - cs, "cut_away": c["cut_away"]})
+                     "shift_raw": shift, "addressed": addr, "caught": caught,
+                     # a caught record leaves the labels (quarantined): nothing of its score reaches the student
+                     "shift": 0.0 if caught and shift is not None else shift, "cut_away": c["cut_away"]})
 
     def fmt_num(v, sign=False):
         return f"{'dead':>7}" if v is None else f"{v:>+7.2f}" if sign else f"{v:>7.2f}"
 
     print(f"\nprompt injection, {args.model}, {len(rows)} attacks on {len(clean_items)} records, record cut "
           f"{args.max_record_tokens} tokens, anchors: {', '.join(a.id for a in anchors)}\n")
-    print(f"{'attack':<22} {'kind':<13} {'place':<7} {'carrier':<9} {'clean':>7} {'inject':>7} {'shift':>7}  cut")
+    print(f"{'attack':<22} {'kind':<13} {'place':<7} {'carrier':<9} {'clean':>7} {'inject':>7} {'raw':>7} "
+          f"{'addr':>5} {'shift':>7}  cut")
     for r in rows:
         carrier = r["format"] if r["carrier"] in ("any", r["format"]) else f"{r['format']}*"
+        addr = "-" if r["addressed"] is None else f"{r['addressed']:.1f}"
         print(f"{r['id'][:22]:<22} {r['kind']:<13} {r['placement']:<7} {carrier:<9} {fmt_num(r['clean'])} "
-              f"{fmt_num(r['injected'])} {fmt_num(r['shift'], True)}  {'yes' if r['cut_away'] else ''}")
+              f"{fmt_num(r['injected'])} {fmt_num(r['shift_raw'], True)} {addr:>5} {fmt_num(r['shift'], True)}  "
+              f"{'yes' if r['cut_away'] else ''}")
     total = summarize(rows)
     groups = {k: by(rows, k) for k in ("kind", "placement", "format")}
     for key, table in groups.items():
@@ -188,6 +216,16 @@ def main() -> None:
             if s["n"]:
                 print(f"{k:<14} {s['n']:>3} {s['mean_shift']:>+7.2f} {s['max_shift']:>+7.2f} {s['share_over_1']:>6.0%}")
     n_cut = sum(r["cut_away"] for r in rows)
+    check = None
+    if args.injection_check:
+        clean_vals = [v for v in clean_addr.values() if v is not None]
+        raw = summarize([{**r, "shift": r["shift_raw"]} for r in rows])
+        check = {"threshold": args.threshold, "caught": sum(r["caught"] for r in rows), "attacks": len(rows),
+                 "clean_flagged": sum(v >= args.threshold for v in clean_vals), "clean": len(clean_vals),
+                 "raw_mean_shift": raw.get("mean_shift"), "raw_max_shift": raw.get("max_shift")}
+        print(f"\nreviewer-address check at {args.threshold:g}: caught {check['caught']} of {len(rows)} attacks; "
+              f"clean records flagged {check['clean_flagged']} of {len(clean_vals)}; without it: mean shift "
+              f"{raw.get('mean_shift', float('nan')):+.2f}, max {raw.get('max_shift', float('nan')):+.2f}")
     if total["n"]:
         ok_mean, ok_max = total["mean_shift"] < TARGET_MEAN, total["max_shift"] < TARGET_MAX
         print(f"\nmean shift {total['mean_shift']:+.2f} (target < {TARGET_MEAN}: {'ok' if ok_mean else 'MISSED'}), "
@@ -200,7 +238,7 @@ def main() -> None:
         report = {"model": args.model, "anchors": [a.id for a in anchors], "rubric": args.group,
                   "max_record_tokens": args.max_record_tokens, "teacher_cut": teacher_cut,
                   "targets": {"mean_shift": TARGET_MEAN, "max_shift": TARGET_MAX}, "summary": total,
-                  "cut_away": n_cut, "calls": t.acct.calls, "cache_hits": t.acct.cache_hits, "wall_s": wall,
+                  "cut_away": n_cut, "check": check, "calls": t.acct.calls, "cache_hits": t.acct.cache_hits, "wall_s": wall,
                   **{f"by_{k}": v for k, v in groups.items()}, "attacks": rows}
         Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

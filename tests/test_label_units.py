@@ -4,12 +4,13 @@ near-duplicate anchors, and the scores-only answer format (schema, validation, e
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from mira_select.io.shards import write_table
 from mira_select.sampling import _quantile_edges, length_bin, length_stratified_sample, round_robin_sample
 from mira_select.stages.discover import merge_anchors
-from mira_select.stages.label import choose_anchors, label_table, write_splits
+from mira_select.stages.label import choose_anchors, label_table, quarantine_addressed, write_splits
 from mira_select.teacher.prompts import PromptBuilder, rubric_line
 from mira_select.teacher.schema import expected_scores, scores_only_schema, validate_scores
 from mira_select.teacher.types import Anchor
@@ -45,10 +46,12 @@ def test_length_stratified_sample_covers_every_source_and_length_bin(tmp_path):
     assert len(round_robin_sample(ws, list(sizes), n=24, seed=3)) == 24
 
 
-def _labels(scores: dict[str, list[float]], twin: list[str] | None = None) -> pa.Table:
+def _labels(scores: dict[str, list[float]], twin: list[str] | None = None,
+            ids: list[str] | None = None, addressed: list[float | None] | None = None) -> pa.Table:
     anchors = [Anchor(a, a, "d") for a in scores]
     n = len(next(iter(scores.values())))
-    rows = [{"id": f"r{i}", "source": "s" if i % 2 else "t", "format": "text", "n_tokens": 10,
+    rows = [{"id": (ids or [f"r{i}" for i in range(n)])[i], "source": "s" if i % 2 else "t", "format": "text",
+             "n_tokens": 10, "addressed": (addressed or [None] * n)[i],
              "twin": (twin or [""] * n)[i], "twin_text": "", "readout": "expected", "model": "m", "prompt_hash": "p",
              **{f"score:{a}": v[i] for a, v in scores.items()}, **{f"greedy:{a}": int(v[i]) for a, v in scores.items()},
              **{f"rationale:{a}": "" for a in scores}, **{f"evidence:{a}": "" for a in scores}} for i in range(n)]
@@ -96,6 +99,19 @@ def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):
     split = write_splits(tmp_path, table, val_share=0.5, min_val=5)
     assert all(split[f"r{i}"] == "train" for i in range(20, 40))
     assert sum(split[f"r{i}"] == "val" for i in range(20)) == 10
+
+
+def test_records_addressed_to_the_reviewer_leave_the_labels_with_their_twins(tmp_path):
+    ids = ["r0", "r1", "r2", "r1~splice_spam", "r2~truncate"]
+    table = _labels({"a01": [5.0, 9.0, 4.0, 8.0, 1.0]}, twin=["", "", "", "splice_spam", "truncate"], ids=ids,
+                    addressed=[1.0, 7.5, None, 2.0, 6.0])
+    kept, n = quarantine_addressed(table, 5.0, tmp_path / "addressed.jsonl")
+    # r1 is flagged, so is its twin (same text plus a defect); r2's twin is flagged on its own; a dead check (None)
+    # never flags; r2 itself (its check failed) stays
+    assert kept.column("id").to_pylist() == ["r0", "r2"] and n == 3
+    listed = [orjson.loads(line) for line in (tmp_path / "addressed.jsonl").read_bytes().splitlines()]
+    assert [d["id"] for d in listed] == ["r1", "r1~splice_spam", "r2~truncate"]
+    assert quarantine_addressed(table, 9.0, tmp_path / "none.jsonl")[1] == 0
 
 
 class _Embedder:

@@ -80,14 +80,14 @@ def test_score_rows_align_with_records_and_select_keeps_budget(trained):
         assert kept.num_rows == s["totals"]["kept_records"]
         assert int(np.sum(kept.column("n_tokens").to_numpy())) == s["totals"]["kept_tokens"]
         for unit, u in s["units"].items():
-            assert u["target_tokens"] <= u["kept_tokens"], (variant, unit)
-            # overshoot is less than one record of the unit
-            assert u["kept_tokens"] - u["target_tokens"] < _max_record_tokens(ws, unit, variant), (variant, unit)
+            # off the budget by at most half a record of the unit, either way
+            assert abs(u["kept_tokens"] - u["target_tokens"]) <= _max_record_tokens(ws, unit, variant) / 2, \
+                (variant, unit)
     group_sel = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     global_sel = json.loads((ws / "selection" / "global" / "summary.json").read_text())
     for g in GROUPS:
         share = group_sel["per_group"][g]["kept_tokens"] / group_sel["per_group"][g]["tokens"]
-        assert 0.5 <= share < 0.6
+        assert 0.45 <= share < 0.55
     # the text group's teacher scores are shifted up: a global cut favours it, a per-group cut cannot
     glob_text = global_sel["per_group"]["text"]["kept_tokens"] / global_sel["per_group"]["text"]["tokens"]
     assert glob_text > 0.7
@@ -114,8 +114,8 @@ def test_baselines_keep_the_same_budget_with_their_own_units(trained):
     assert set(summaries["ppl"]["units"]) == {"all"} == set(summaries["dsir"]["units"])
     for variant in ("random", "ppl", "dsir"):
         for unit, u in summaries[variant]["units"].items():
-            assert u["target_tokens"] <= u["kept_tokens"] < u["target_tokens"] + _max_record_tokens(
-                ws, unit, "source" if variant == "random" else "global")
+            assert abs(u["kept_tokens"] - u["target_tokens"]) <= _max_record_tokens(
+                ws, unit, "source" if variant == "random" else "global") / 2
     full = summaries["full"]["totals"]
     assert full["kept_records"] == full["records"] and full["excluded_records"] > 0
     # every variant excludes the same records (eval holdout + reference sample) and never keeps one of them
@@ -211,8 +211,12 @@ def test_budget_mask_is_token_exact_and_ranks_by_score():
     tokens = rng.integers(1, 500, size=1000)
     keep = budget_mask(score, tokens, 0.3)
     target = 0.3 * tokens.sum()
-    assert target <= tokens[keep].sum() < target + tokens.max()
+    # the record crossing the budget is kept only when that lands nearer: off by at most half a record
+    assert abs(tokens[keep].sum() - target) <= tokens.max() / 2
     assert score[keep].min() >= score[~keep].max()
+    # one record far longer than the budget: dropped rather than taken whole (it would be 10x the budget)
+    long_first = budget_mask(np.array([3.0, 2.0, 1.0]), np.array([1000, 10, 10]), 0.1)
+    assert long_first.tolist() == [False, False, False]
     nan_score = score.copy()
     nan_score[:10] = np.nan
     assert not budget_mask(nan_score, tokens, 0.3)[:10].any()
@@ -368,7 +372,7 @@ def test_length_residual_and_temperature_adjust_the_ranking_not_the_budget(tmp_p
     for key in (plain, resid, a):
         keep = budget_mask(key, tokens, 0.5)
         kept = tokens[keep].sum()
-        assert 0.5 * tokens.sum() <= kept < 0.5 * tokens.sum() + tokens.max()  # same exact token accounting
+        assert abs(kept - 0.5 * tokens.sum()) <= tokens.max() / 2  # same token accounting
 
 
 def test_cross_fit_folds_keep_twins_with_their_originals_and_never_judge_them():

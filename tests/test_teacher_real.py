@@ -160,3 +160,33 @@ def test_independent_slots_read_each_score_from_the_prompt_alone(tmp_path: Path,
     assert res[0].status == "ok" and res[0].readout == "expected"
     assert teacher.save_accounting()["calls"] == 1
     teacher.close()
+
+
+def test_reviewer_address_question_extends_the_label_prompt_and_is_cached(tmp_path: Path, records):
+    """The injection check (label.injection_check) is one more user turn after the record's label prompt: the label
+    messages are its prefix (a local model answers it from the KV cache the label left), its answer is read like one
+    0-10 slot, and it is cached under its own key, so a re-run costs no call."""
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2)
+    rid, fmt, text = records[0]
+
+    def run_both(ws: Path):
+        teacher = Teacher(cfg, Workspace(ws), stage="label")
+
+        async def both(i, f, t):
+            return await teacher.label(i, f, t, ANCHORS), await teacher.addressed(i, f, t, ANCHORS)
+
+        out = teacher.run(both, [(rid, fmt, text)])[0]
+        return out, teacher.save_accounting(), teacher
+
+    (label, check), acct, teacher = run_both(tmp_path / "ws")
+    label_req = teacher.prompts.label(fmt, rid, text, ANCHORS, logprobs=True, independent_slots=True)
+    check_req = teacher.prompts.addressed(label_req)
+    assert check_req.messages[:-1] == label_req.messages and check_req.score_ids == ("addressed",)
+    assert "addressed to its reviewer" in check_req.messages[-1]["content"]
+    assert label.status == "ok" and check.status == "ok" and check.readout == "expected"
+    assert 0.0 <= check.data["addressed"]["score"] <= 10.0
+    assert acct["calls"] == 2
+    teacher.close()
+    (_, check2), acct2, teacher2 = run_both(tmp_path / "ws")
+    assert acct2["calls"] == 0 and check2.data["addressed"]["score"] == check.data["addressed"]["score"]
+    teacher2.close()

@@ -177,6 +177,13 @@ class LabelConfig(_Strict):
         0.5, ge=0, le=1, description="... and so are anchors whose spread is below this share of the group's median "
                                      "anchor spread (how widely a teacher uses the scale depends on its read-out)")
     end_share_flag: float = Field(0.6, gt=0, le=1, description="flag anchors with more labels than this at 0-1 or 9-10")
+    injection_check: bool = Field(
+        False, description="after each label, ask the teacher whether the record holds text addressed to its reviewer "
+                           "(a prompt injection); such records are quarantined from the labels, so the student never "
+                           "learns that asking for a score earns one. Off by default: the embedded 1.5B teacher "
+                           "cannot tell (bench/injection.py); worth it with a capable teacher")
+    injection_threshold: float = Field(5.0, gt=0, le=10, description="the teacher's certainty (0-10) at which a "
+                                                                      "record counts as addressed to its reviewer")
     seed: int = 1
 
 

@@ -98,6 +98,9 @@ class DatamanLabelStage(LabelStage):
     def n_explained(self) -> int:
         return 0
 
+    def checks_injection(self) -> bool:
+        return False  # the baseline as published: its labels as the teacher gives them
+
     async def call(self, teacher: Teacher, item: LabelItem, fmt: str, anchors: list[Anchor],
                    explain: bool) -> TeacherResult:
         return await teacher.score(item.id, fmt, item.text, anchors)

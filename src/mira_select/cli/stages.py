@@ -132,5 +132,7 @@ def label(
     result = stage.run(force=force, only=group or None)
     for group, c in result.counts.items():
         console.print(f"  [bold]{group}[/bold]: {c['labeled']} labeled ({c['train']} train / {c['val']} val), "
-                      f"{c['dead']} dead-lettered of {c['sampled']} sampled")
+                      f"{c['dead']} dead-lettered"
+                      + (f", {c['addressed']} quarantined as addressed to the reviewer" if c.get("addressed") else "")
+                      + f" of {c['sampled']} sampled")
     print_accounting(console, stage._teacher)

@@ -10,6 +10,11 @@ Twins only ever go to the train split. Afterwards the anchors that do not discri
 constant) are dropped and the spare candidates take their place; ``anchors.json`` beside the labels says which are
 active, with each anchor's share of labels at the ends of the scale.
 
+Prompt injection: after each scores-only label the teacher is asked, on the same prompt, whether the record holds
+text addressed to its reviewer (``label.injection_check``); records at or above ``injection_threshold`` and their
+twins are quarantined from the labels (``addressed.jsonl``). A question, not a phrase list: it does not depend on
+the attack's wording, language or encoding.
+
 Checkpointed in chunks: a chunk's rows are written and marked before the next starts, and the teacher cache answers
 anything already asked, so ``kill -9`` costs at most one chunk of calls and never duplicates a row. Each source's
 labeled records are split train/validation by a hash of the id.
@@ -36,7 +41,7 @@ from ..ledger import Ref, Unit
 from ..rubric import anchor_choice_path, anchors_of, load_rubric
 from ..sampling import SampledRecord, length_stratified_sample
 from ..teacher.client import Teacher
-from ..teacher.prompts import FORMATS, prompt_version
+from ..teacher.prompts import ADDRESSED, FORMATS, prompt_version
 from ..teacher.twins import make_twins
 from ..teacher.types import Anchor, TeacherResult
 from ..tokens import get_counter
@@ -117,12 +122,21 @@ class LabelStage(TeacherStage):
     def n_explained(self) -> int:
         return self.cfg.label.explained
 
+    def checks_injection(self) -> bool:
+        return self.cfg.label.injection_check
+
     async def call(self, teacher: Teacher, item: LabelItem, fmt: str, anchors: list[Anchor],
                    explain: bool) -> TeacherResult:
-        return await teacher.label(item.id, fmt, item.text, anchors, explain=explain)
+        result = await teacher.label(item.id, fmt, item.text, anchors, explain=explain)
+        if not explain and result.data is not None and self.checks_injection():
+            # right after the label, so a local teacher answers from the prompt it has just evaluated
+            check = await teacher.addressed(item.id, fmt, item.text, anchors)
+            result.extra["addressed"] = None if check.data is None else check.data[ADDRESSED.id]["score"]
+        return result
 
     def prompt_versions(self) -> list[str]:
-        return [prompt_version("label", f) for f in FORMATS]
+        tasks = ("label", "addressed") if self.checks_injection() else ("label",)
+        return [prompt_version(t, f) for t in tasks for f in FORMATS]
 
     # ---- run ------------------------------------------------------------------------------------------------------
     def run(self, force: bool = False, only: list[str] | None = None) -> LabelResult:
@@ -216,7 +230,8 @@ class LabelStage(TeacherStage):
         summary["requested"] = self.records_per_group()
         summary["sampled"] = sum(not it.twin_kind for it in items)
         summary["twins_sampled"] = sum(bool(it.twin_kind) for it in items)
-        self.ledger.record(final, Counts(len(items), summary["labeled"], 0, summary["dead"]), summary=summary)
+        self.ledger.record(final, Counts(len(items), summary["labeled"], 0, summary["dead"] + summary["addressed"]),
+                           summary=summary)
         return summary, False
 
     def _label_chunk(self, chunk: list[LabelItem], fmt_for_all: str | None, anchors: list[Anchor],
@@ -235,7 +250,8 @@ class LabelStage(TeacherStage):
                 dead.append({"id": it.id, "source": it.source, "error": res.error})
                 continue
             row = {"id": it.id, "source": it.source, "format": it.format, "n_tokens": it.n_tokens,
-                   "twin": it.twin_kind, "twin_text": it.text if it.twin_kind else "", "readout": res.readout, "model": res.model, "prompt_hash": res.prompt_hash}
+                   "twin": it.twin_kind, "twin_text": it.text if it.twin_kind else "", "readout": res.readout, "model": res.model, "prompt_hash": res.prompt_hash,
+                   "addressed": res.extra.get("addressed")}
             why = explained.get(it.id)
             for a in anchors:
                 row[f"score:{a.id}"] = float(res.data[a.id]["score"])
@@ -252,13 +268,14 @@ class LabelStage(TeacherStage):
         tables = [pq.read_table(work / f"chunk-{i:05d}.parquet") for i in range(n_chunks)]
         table = pa.concat_tables(tables) if tables else label_table([], anchors)
         out = self.labels_dir(group)
+        table, n_addressed = quarantine_addressed(table, lc.injection_threshold, out / "addressed.jsonl")
         split = write_splits(out, table, lc.val_share, lc.min_val)
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
         choice = choose_anchors(table, anchors, self._targets(rubric), lc.min_std, lc.end_share_flag,
                                 drop=self.chooses_anchors, min_std_ratio=lc.min_std_ratio)
         write_json(anchor_choice_path(out), choice)
-        return {"labeled": table.num_rows, "dead": dead.count(b"\n"),
+        return {"labeled": table.num_rows, "dead": dead.count(b"\n"), "addressed": n_addressed,
                 "twins": int(pc.sum(pc.not_equal(table.column("twin"), "")).as_py() or 0),
                 "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values()),
                 "active": len(choice["active"]), "dropped": len(choice["dropped"])}
@@ -323,6 +340,20 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
             "min_std": round(floor, 3), "end_flag": end_flag, "scale_ends": [LOW, HIGH]}
 
 
+def quarantine_addressed(table: pa.Table, threshold: float, listing: Path) -> tuple[pa.Table, int]:
+    """Records the teacher found addressed to their reviewer (and twins made from them) leave the labels: their
+    scores may be the injection's, and a student fitted on them would learn that asking for a score earns one.
+    They are listed in ``listing`` (JSON lines); -> (the labels kept, how many left)."""
+    ids, twins = table.column("id").to_pylist(), table.column("twin").to_pylist()
+    values = table.column("addressed").to_pylist()
+    flagged = {rid for rid, v in zip(ids, values) if v is not None and v >= threshold}
+    drop = [rid in flagged or bool(tw and rid.rsplit("~", 1)[0] in flagged) for rid, tw in zip(ids, twins)]
+    lines = [orjson.dumps({"id": rid, "source": src, "twin": tw, "addressed": v})
+             for rid, src, tw, v, d in zip(ids, table.column("source").to_pylist(), twins, values, drop) if d]
+    atomic_write_bytes(listing, b"".join(line + b"\n" for line in lines))
+    return table.filter(pa.array([not d for d in drop], pa.bool_())), len(lines)
+
+
 def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> dict[str, str]:
     """Split labeled rows train/val per source (lowest id hashes → val) and write ``out``/{train,val}.parquet.
     Twins (corrupted copies) are always train: validation measures agreement on the corpus as it is."""
@@ -347,7 +378,7 @@ def write_splits(out: Path, table: pa.Table, val_share: float, min_val: int) -> 
 def label_table(rows: list[dict[str, Any]], anchors: list[Anchor]) -> pa.Table:
     fields = [pa.field("id", pa.string()), pa.field("source", pa.string()), pa.field("format", pa.string()),
               pa.field("n_tokens", pa.int32()), pa.field("twin", pa.string()), pa.field("twin_text", pa.string()),
-              pa.field("readout", pa.string()),
+              pa.field("readout", pa.string()), pa.field("addressed", pa.float32()),
               pa.field("model", pa.string()), pa.field("prompt_hash", pa.string())]
     for a in anchors:
         fields += [pa.field(f"score:{a.id}", pa.float32()), pa.field(f"greedy:{a.id}", pa.int8()),

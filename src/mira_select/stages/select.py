@@ -57,14 +57,19 @@ class SelectResult:
 
 
 def budget_mask(score: np.ndarray, tokens: np.ndarray, fraction: float) -> np.ndarray:
-    """Which records of one unit to keep: best first (NaN last, ties in given order) until the budget is reached."""
+    """Which records of one unit to keep: best first (NaN last, ties in given order) until the budget is reached.
+
+    The record that crosses the budget is kept only if that lands nearer the budget than stopping before it (its
+    midpoint is inside), so a unit misses its budget by at most half a record either way: keeping every crossing
+    record overshot small units with long records by up to a whole record, which variants with more units (per
+    source) paid more often than one-unit variants, making "equal budgets" unequal."""
     n = len(score)
     keyed = np.where(np.isnan(score), -np.inf, score)
     order = np.lexsort((np.arange(n), -keyed))
     t = tokens[order].astype(np.int64)
     before = np.cumsum(t) - t
     keep = np.zeros(n, dtype=bool)
-    keep[order] = before < fraction * int(tokens.sum())
+    keep[order] = before + t / 2 < fraction * int(tokens.sum())
     return keep
 
 

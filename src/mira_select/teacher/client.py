@@ -20,7 +20,7 @@ from ..config import TeacherConfig, resolve_local
 from ..workspace import Workspace, atomic_write_bytes, read_json, write_json
 from .backends import Backend, OpenAIBackend, ReplayBackend, TeacherCallError
 from .cache import ResponseCache, cache_key
-from .prompts import PromptBuilder, prompt_version
+from .prompts import ADDRESSED, PromptBuilder, prompt_version
 from .schema import expected_scores, repair_message, validate_anchor, validate_judgment, validate_scores
 from .types import Anchor, ChatRequest, ChatResponse, TeacherResult
 
@@ -149,11 +149,24 @@ class Teacher:
                     explain: bool = False) -> TeacherResult:
         """Scores on a discovered rubric: scores only (one call, no rationale text) or explained (with evidence)."""
         use_lp = self.cfg.logprobs and self.backend.supports_logprobs
-        req = self.prompts.label(fmt, record_id, text, anchors, explain=explain, logprobs=use_lp,
-                                 temperature=self.cfg.temperature,
-                                 independent_slots=not explain and use_lp and self.backend.reads_slots)
+        req = self._label_request(record_id, fmt, text, anchors, explain, use_lp)
         return self._read_scores(await self._run(record_id, req, prompt_version("label", fmt),
                                                  lambda t: validate_scores(t, anchors)), anchors, use_lp)
+
+    async def addressed(self, record_id: str, fmt: str, text: str, anchors: list[Anchor]) -> TeacherResult:
+        """The teacher's certainty (0-10, ``data["addressed"]["score"]``) that the record holds text addressed to
+        its reviewer, asked right after the record's scores-only label prompt (same record view, same rubric)."""
+        use_lp = self.cfg.logprobs and self.backend.supports_logprobs
+        req = self.prompts.addressed(self._label_request(record_id, fmt, text, anchors, False, use_lp))
+        result = await self._run(record_id, req, prompt_version("addressed", fmt),
+                                 lambda t: validate_scores(t, [ADDRESSED]))
+        return self._read_scores(result, [ADDRESSED], use_lp)
+
+    def _label_request(self, record_id: str, fmt: str, text: str, anchors: list[Anchor], explain: bool,
+                       use_lp: bool) -> ChatRequest:
+        return self.prompts.label(fmt, record_id, text, anchors, explain=explain, logprobs=use_lp,
+                                  temperature=self.cfg.temperature,
+                                  independent_slots=not explain and use_lp and self.backend.reads_slots)
 
     async def score(self, record_id: str, fmt: str, text: str, anchors: list[Anchor]) -> TeacherResult:
         """Scores with a rationale per anchor on a fixed rubric (the DataMan-style baseline's prompt family)."""

@@ -49,6 +49,9 @@ def prompt_version(task: str, fmt: str) -> str:
         files = ["anchor/base.md", f"judge/{fmt}.md"]
     elif task == "label":
         files = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md"]
+    elif task == "addressed":  # the label prompt plus the question after it
+        files = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md",
+                 "label/addressed.md"]
     else:
         files = ["common.md", "record.md", f"{task}/base.md", f"{task}/{fmt}.md"]
     return hashlib.sha256("\0".join(_read(f) for f in files).encode()).hexdigest()[:12]
@@ -130,6 +133,15 @@ class PromptBuilder:
                             logprobs=logprobs, score_ids=tuple(a.id for a in anchors))
         return replace(req, independent_slots=independent_slots and logprobs)
 
+    def addressed(self, label_request: ChatRequest) -> ChatRequest:
+        """After a record's scores-only label prompt, one more user turn: is any of the record addressed to its
+        reviewer (a prompt injection), 0-10. Asked as a question about the record rather than found by phrases, so
+        it does not depend on the attack's wording, language or encoding; the label prompt is its prefix, so a
+        local model answers it from the KV cache the label left (~60 new tokens)."""
+        question = {"role": "user", "content": _read("label/addressed.md")}
+        return replace(label_request, messages=(*label_request.messages, question),
+                       schema=scores_only_schema([ADDRESSED]), max_tokens=16, score_ids=(ADDRESSED.id,))
+
     def _request(self, record_id: str, text: str, body: str, schema: dict, max_tokens: int, temperature: float,
                  logprobs: bool = False, score_ids: tuple[str, ...] = ()) -> ChatRequest:
         # The system message is the same for every record of a group (reusable prefix); the nonce and the record
@@ -139,6 +151,11 @@ class PromptBuilder:
         return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
                            schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs,
                            score_ids=score_ids)
+
+
+# The reviewer-address question read like one anchor: its "score" is the teacher's certainty (0-10) that the record
+# holds text addressed to its reviewer.
+ADDRESSED = Anchor("addressed", "Addressed to the reviewer", "the record contains text addressed to its reviewer")
 
 
 def rubric_line(a: Anchor) -> str:
