@@ -100,6 +100,13 @@ def _error_share(tree, n_bytes: int) -> float:
     return errors / max(n_bytes, 1)
 
 
+def guessed_error_share(text: str, max_bytes: int = 8_000) -> float:
+    """Share of the text's bytes in error nodes when parsed with its likeliest grammar (one parse; prose scores
+    high, a broken file higher than its intact copy): a graded parses-or-not signal for the student."""
+    data = text.encode("utf-8", "surrogatepass")[:max_bytes]
+    return _error_share(_parser(_guess_language(text)).parse(data), len(data)) if data else 0.0
+
+
 def syntax_error(text: str, s: Any) -> str | None:
     """Fires when no available grammar parses the file with fewer than ``max_error_share`` of its bytes in error
     nodes. The likeliest grammar goes first, so a clean file costs one parse."""
@@ -182,15 +189,20 @@ def _norm(s: str) -> str:
     return " ".join(s.lower().split())
 
 
-def repeated_action(text: str, s: Any) -> str | None:
-    """The same action answered by the same observation ``min_repeats`` times: a loop, not progress."""
+def action_repeats(text: str) -> int:
+    """How often the most repeated (action, observation) pair of a trajectory occurs (0: no such pair)."""
     ts = turns(text)
     counts: dict[tuple[str, str], int] = {}
     for (role, body), nxt in zip(ts, ts[1:] + [("", "")]):
         if role == "assistant" and nxt[0] in ("user", "tool", "observation", "function", "ipython"):
             key = (_norm(body), _norm(nxt[1]))
             counts[key] = counts.get(key, 0) + 1
-    worst = max(counts.values(), default=0)
+    return max(counts.values(), default=0)
+
+
+def repeated_action(text: str, s: Any) -> str | None:
+    """The same action answered by the same observation ``min_repeats`` times: a loop, not progress."""
+    worst = action_repeats(text)
     return f"one action and its observation repeated {worst} times" if worst >= s.min_repeats else None
 
 

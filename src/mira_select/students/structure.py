@@ -2,8 +2,11 @@
 
 A mean-pooled bag of n-grams scores a tool call repeated six times like the call made once, a shuffled file like the
 file, and a minified bundle like a tidy one with the same identifiers. These few dense, length-robust numbers see
-repetition (duplicate lines, repeated n-grams, compressibility), layout (line lengths) and character make-up; the
-student weighs them against the teacher's labels like any feature. The same family of signals drives Gopher /
+repetition (duplicate lines, repeated n-grams, compressibility), layout (line lengths), character make-up, and the
+prefilter's own rules as graded values (a parse with the likeliest tree-sitter grammar, repeated action +
+observation pairs, an unfinished trajectory, the answer's share of a QA record), computed from the text so the
+pipeline, the `Scorer` API and the datatrove filter give a record the same features. The student weighs them
+against the teacher's labels like any feature. The same family of signals drives Gopher /
 C4 / FineWeb quality rules and StarCoder's code filters; here they are inputs to a learned score, not thresholds.
 """
 
@@ -31,7 +34,15 @@ FEATURES = (
     "nonascii_frac",
     "empty_line_frac",
     "unique_word_frac",  # distinct words / words (type-token ratio over the first 2,000 words)
+    # the prefilter's rules as graded signals (prefilter/rules.py), whatever the record's format: a rule that only
+    # flags (by default) still tells the student something the n-grams cannot see
+    "parse_error_share",  # bytes in tree-sitter error nodes, likeliest grammar
+    "action_repeats_log",  # log(1 + repeats of the most repeated action + observation pair)
+    "no_final_answer",  # 1: a trajectory that stops on an action without finishing or answering
+    "answer_share",  # QA records: answer characters / record characters (0: no question/answer split)
 )
+# Bumped whenever FEATURES or how they are computed changes: part of the train stage's inputs, so students refit.
+FEATURE_VERSION = 2
 MAX_CHARS = 8_000  # signals are read from the first 8k characters: enough to judge, bounded cost
 _WORD = re.compile(r"\w+")
 # byte class: 0 lower/other letter, 1 upper, 2 digit, 3 whitespace, 4 punctuation, 5 non-ASCII byte
@@ -91,4 +102,14 @@ def _one(text: str) -> list[float]:
         float(cls[5]),
         1.0 - len(nonempty) / max(len(lines), 1),
         len(set(first)) / max(len(first), 1),
+        *_rule_signals(text),
     ]
+
+
+def _rule_signals(text: str) -> list[float]:
+    from ..prefilter.rules import action_repeats, guessed_error_share, no_final_answer, split_qa
+
+    qa = split_qa(text)
+    return [guessed_error_share(text, MAX_CHARS), float(np.log1p(action_repeats(text))),
+            float(no_final_answer(text, None) is not None),
+            len(qa[1].strip()) / max(len(text), 1) if qa else 0.0]

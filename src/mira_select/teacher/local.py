@@ -135,16 +135,9 @@ class LocalBackend(Backend):
         import numpy as np
 
         start = time.monotonic()
-        digits = self._digit_token_ids(llm)
-        prompt = self._chat_prompt(llm, req.messages)
-        seq = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        n_prompt = len(seq)
-        if n_prompt + 8 * len(req.score_ids) + 8 >= llm.n_ctx():
-            raise TeacherCallError(f"local model refused the request: prompt of {n_prompt} tokens does not fit "
-                                   f"the context window ({llm.n_ctx()}); lower teacher.max_record_tokens")
+        digits, seq, end_ids = self._answer_start(llm, req, reserve=8 * len(req.score_ids) + 8)
+        n_prompt = len(seq) - 1
         text, probs_at = "{", []
-        seq = seq + self._tok(llm, "{")
-        end_ids = [t for piece in (",", "}", " ,") for t in self._tok(llm, piece)[:1]]
         for i, aid in enumerate(req.score_ids):
             piece = ("" if i == 0 else ", ") + f'"{aid}": '
             text += piece
@@ -178,14 +171,8 @@ class LocalBackend(Backend):
         import numpy as np
 
         start = time.monotonic()
-        digits = self._digit_token_ids(llm)
-        prompt = self._chat_prompt(llm, req.messages)
-        base = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) + self._tok(llm, "{")
+        digits, base, end_ids = self._answer_start(llm, req, reserve=16)
         n_prompt = len(base) - 1
-        if len(base) + 16 >= llm.n_ctx():
-            raise TeacherCallError(f"local model refused the request: prompt of {n_prompt} tokens does not fit "
-                                   f"the context window ({llm.n_ctx()}); lower teacher.max_record_tokens")
-        end_ids = [t for piece in (",", "}", " ,") for t in self._tok(llm, piece)[:1]]
         text, probs_at, evaluated = "{", [], 0
         for i, aid in enumerate(req.score_ids):
             seq = base + self._tok(llm, f'"{aid}": ')
@@ -202,6 +189,18 @@ class LocalBackend(Backend):
         text += "}"
         return ChatResponse(text=text, prompt_tokens=n_prompt, completion_tokens=evaluated,
                             latency_s=time.monotonic() - start, digit_probs=probs_at)
+
+    def _answer_start(self, llm, req: ChatRequest, reserve: int) -> tuple[dict[str, int], list[int], list[int]]:
+        """-> (digit token ids, the prompt's tokens up to the answer's opening "{", the tokens that may follow a
+        score digit), after checking that the prompt plus ``reserve`` answer tokens fit the context window."""
+        digits = self._digit_token_ids(llm)
+        prompt = self._chat_prompt(llm, req.messages)
+        seq = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) + self._tok(llm, "{")
+        if len(seq) + reserve >= llm.n_ctx():
+            raise TeacherCallError(f"local model refused the request: prompt of {len(seq) - 1} tokens does not fit "
+                                   f"the context window ({llm.n_ctx()}); lower teacher.max_record_tokens")
+        end_ids = [t for piece in (",", "}", " ,") for t in self._tok(llm, piece)[:1]]
+        return digits, seq, end_ids
 
     def _digit_token_ids(self, llm) -> dict[str, int]:
         if self._digit_ids is None:

@@ -1,0 +1,46 @@
+"""The student's structural signals (students/structure.py): each prefilter-derived signal moves the right way on
+a real corpus record and its planted defect, so a learned weight on it can tell them apart."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from mira_select.students.structure import FEATURES, structural_features
+from mira_select.teacher.twins import repeat_failing_call, shuffle_lines
+
+from .test_prefilter import CLEAN_PY, _corpus
+
+
+def _signal(name: str, texts: list[str]) -> np.ndarray:
+    return structural_features(texts)[:, FEATURES.index(name)]
+
+
+def test_parse_error_share_rises_when_code_is_shuffled():
+    rng = random.Random(0)
+    clean = [t for t in _corpus("code_python_pypi", 40) if t.count("\n") > 20][:10] + [CLEAN_PY * 4]
+    broken = [shuffle_lines(t, rng) or t for t in clean]
+    before, after = _signal("parse_error_share", clean), _signal("parse_error_share", broken)
+    assert before[-1] == 0.0  # a clean file parses with its grammar
+    assert (after > before).sum() >= 0.8 * len(clean)
+
+
+def test_action_repeats_and_unfinished_trajectories_are_seen():
+    rng = random.Random(0)
+    real = _corpus("agent_fireact_react", 20)
+    looped = [repeat_failing_call(t, rng) for t in real]
+    pairs = [(a, b) for a, b in zip(real, looped) if b is not None]
+    assert len(pairs) >= 10
+    before = _signal("action_repeats_log", [a for a, _ in pairs])
+    after = _signal("action_repeats_log", [b for _, b in pairs])
+    assert (after >= before).all() and (after > before).mean() >= 0.8
+    unfinished = "<|user|>\nFind the file.\n\n<|assistant|>\nAction: search[file]\n\n<|user|>\nObservation: x\n"
+    flags = _signal("no_final_answer", [unfinished, unfinished + "\n<|assistant|>\nAction: finish[x]\n"])
+    assert flags.tolist() == [1.0, 0.0]
+
+
+def test_answer_share_sees_an_emptied_answer():
+    q = "### Instruction\nWrite a function that reverses a string in Python.\n\n### Response\n"
+    share = _signal("answer_share", [q + "def rev(s):\n    return s[::-1]\n", q + "ok", "plain prose, no answer"])
+    assert share[0] > share[1] > 0.0 and share[2] == 0.0
