@@ -36,6 +36,7 @@ from .group import group_members
 from .prefilter import dropped_mask
 
 STAGE = "select"
+LOGIC_VERSION = 2  # bumped when how a budget is filled changes (2: the crossing record kept only when nearer)
 __all__ = ["VARIANTS", "SelectStage", "budget_mask", "select_units"]
 
 
@@ -59,8 +60,8 @@ class SelectResult:
 def budget_mask(score: np.ndarray, tokens: np.ndarray, fraction: float) -> np.ndarray:
     """Which records of one unit to keep: best first (NaN last, ties in given order) until the budget is reached.
 
-    The record that crosses the budget is kept only if that lands nearer the budget than stopping before it (its
-    midpoint is inside), so a unit misses its budget by at most half a record either way: keeping every crossing
+    The record that crosses the budget is kept only if that lands at least as near the budget as stopping before it
+    (its midpoint is inside), so a unit misses its budget by at most half a record either way: keeping every crossing
     record overshot small units with long records by up to a whole record, which variants with more units (per
     source) paid more often than one-unit variants, making "equal budgets" unequal."""
     n = len(score)
@@ -69,7 +70,7 @@ def budget_mask(score: np.ndarray, tokens: np.ndarray, fraction: float) -> np.nd
     t = tokens[order].astype(np.int64)
     before = np.cumsum(t) - t
     keep = np.zeros(n, dtype=bool)
-    keep[order] = before + t / 2 < fraction * int(tokens.sum())
+    keep[order] = before + t / 2 <= fraction * int(tokens.sum())  # a tie keeps it: the budget is met
     return keep
 
 
@@ -194,6 +195,7 @@ class SelectStage:
 
     def unit(self, variant: str, sources: list[str], fraction: float, scorer: VariantScorer) -> Unit:
         inputs: dict[str, Any] = {"fraction": fraction, "holdout_share": self.cfg.eval.holdout_share,
+                                  "logic": LOGIC_VERSION,
                                   "scorer": scorer.fingerprint(), "scores": scorer.depends(),
                                   "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
         if self.cfg.prefilter.enabled:  # its drop decisions change what is selectable
