@@ -10,10 +10,11 @@ Twins only ever go to the train split. Afterwards the anchors that do not discri
 constant) are dropped and the spare candidates take their place; ``anchors.json`` beside the labels says which are
 active, with each anchor's share of labels at the ends of the scale.
 
-Prompt injection: after each scores-only label the teacher is asked, on the same prompt, whether the record holds
-text addressed to its reviewer (``label.injection_check``); records at or above ``injection_threshold`` and their
-twins are quarantined from the labels (``addressed.jsonl``). A question, not a phrase list: it does not depend on
-the attack's wording, language or encoding.
+Prompt injection (opt-in, ``label.injection_check``): after each scores-only label the teacher is asked, on the same
+prompt, whether the record holds text addressed to its reviewer; records at or above ``injection_threshold`` and their
+twins are quarantined from the labels (``addressed.jsonl``). A question rather than a phrase list, so it does not
+depend on the attack's wording; off by default because the embedded 1.5B teacher cannot answer it (its P(yes) is the
+same on clean and injected records, bench/injection.py).
 
 Checkpointed in chunks: a chunk's rows are written and marked before the next starts, and the teacher cache answers
 anything already asked, so ``kill -9`` costs at most one chunk of calls and never duplicates a row. Each source's
