@@ -45,13 +45,13 @@ def _family(task: str, fmt: str) -> dict[str, str]:
 @functools.lru_cache(maxsize=None)
 def prompt_version(task: str, fmt: str) -> str:
     """Hash of every file a prompt is built from: part of the cache key and stored with every label."""
+    label = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md"]
     if task == "anchor":
         files = ["anchor/base.md", f"judge/{fmt}.md"]
     elif task == "label":
-        files = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md"]
+        files = label
     elif task == "addressed":  # the label prompt plus the question after it
-        files = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md",
-                 "label/addressed.md"]
+        files = [*label, "label/addressed.md"]
     else:
         files = ["common.md", "record.md", f"{task}/base.md", f"{task}/{fmt}.md"]
     return hashlib.sha256("\0".join(_read(f) for f in files).encode()).hexdigest()[:12]
