@@ -36,7 +36,7 @@ def demo_labels(replayed):
     """The replayed workspace labeled too (every answer from the shipped cache)."""
     d, _ = replayed
     out = run_mira("label", "-c", str(d / "mira.yaml"), check=True)
-    assert " 0 calls" in out.stdout and "+ 0 dead" in out.stdout
+    assert " 0 calls" in out.stdout and "+ 0 unusable after repair" in out.stdout
     return d / "ws"
 
 

@@ -117,3 +117,29 @@ def test_teacher_check_warns_about_a_teacher_that_scores_at_random(tmp_path: Pat
     assert sum(accs) / len(accs) < 0.7
     assert len(summary["warnings"]) >= 4 and all("< 80%" in w for w in summary["warnings"])
     assert (ws.root / "teacher" / "check.json").exists()
+
+
+def test_a_criterion_rejected_only_by_the_check_comes_back_as_a_draft(tmp_path: Path):
+    """An anchor answer that is well-formed but fails the caller's check twice is dead, and carries the draft (the
+    discover stage keeps such drafts when no criterion of a part passes); a malformed one carries none."""
+    anchor = {"name": "Covers distcc", "definition": "the page covers distcc", "score_0": "no", "score_5": "some",
+              "score_10": "all of distcc"}
+
+    def answers(fault: str, n: int, repair: bool, body: dict):
+        return 200, {}, chat_payload(orjson.dumps(anchor).decode() if fault == "specific" else "not json"), 0.0
+
+    srv = FaultServer(answers)
+    try:
+        cfg = TeacherConfig(backend="openai", base_url=srv.base_url, model="fake", timeout_s=2, max_retries=0,
+                            concurrency=2, logprobs=False)
+        teacher = Teacher(cfg, Workspace(tmp_path / "ws"), stage="discover")
+        items = [(f"g/cluster-{f}", "text", [{"name": "topic", "score": 5, "reason": f"FAULT:{f} end"}], None)
+                 for f in ("specific", "broken")]
+        check = lambda a: ["it names 'distcc'"] if "distcc" in a["definition"] else []
+        specific, broken = teacher.run(lambda *it: teacher.write_anchor(*it, check=check), items)
+    finally:
+        srv.stop()
+    assert specific.status == "dead" and "distcc" in specific.error
+    assert specific.extra["draft"]["name"] == "Covers distcc" and "response" not in specific.extra
+    assert broken.status == "dead" and "draft" not in broken.extra
+    assert srv.attempts == {"specific": 2, "broken": 2}  # one answer + one repair each

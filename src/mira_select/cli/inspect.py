@@ -31,8 +31,11 @@ def rubric_show(group: str = typer.Argument(..., help="Group name (see groups.js
     for col in ("id", "part", "name", "definition", "size"):
         table.add_column(col, overflow="fold")
     for a in rubric["anchors"]:
-        table.add_row(a["id"], a["part"], a["name"], a["definition"], str(a["cluster_size"]))
+        flag = f" [yellow](kept despite: {a['problem']})[/]" if a.get("problem") else ""
+        table.add_row(a["id"], a["part"], a["name"], a["definition"] + flag, str(a["cluster_size"]))
     console.print(table)
+    for note in rubric.get("notes", []):
+        console.print(f"note: {note}")
 
 
 @app.command()

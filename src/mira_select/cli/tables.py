@@ -76,7 +76,7 @@ def print_accounting(console, teacher) -> None:
         return
     a = teacher.acct
     console.print(f"teacher ({teacher.model_id}): {a.requests} requests = {a.ok} ok + {a.repaired} repaired "
-                  f"+ {a.dead} dead; {a.calls} calls, {a.cache_hits} cache hits, "
+                  f"+ {a.dead} unusable after repair (dead-lettered or rejected); {a.calls} calls, {a.cache_hits} cache hits, "
                   f"{a.prompt_tokens:,} prompt + {a.completion_tokens:,} completion tokens, {a.wall_s:.0f}s")
 
 
@@ -92,7 +92,7 @@ def print_run_summary(console, summary) -> None:
     console.print(stages)
     t = summary.teacher_totals()
     console.print(f"teacher this run: {t['requests']} requests, {t['calls']} calls, {t['cache_hits']} cache hits, "
-                  f"{t['dead']} dead, {t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens")
+                  f"{t['dead']} unusable after repair, {t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens")
     sel = summary.selection
     if not sel:
         return

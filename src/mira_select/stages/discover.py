@@ -113,6 +113,11 @@ class DiscoverStage(TeacherStage):
         fmt = "qa_think" if with_parts else Counter(r.format for r in records).most_common(1)[0][0]
         self._dropped: list[dict[str, Any]] = []
         anchors, projection = self._anchors(group, points, with_parts, notes, fmt)
+        if not anchors:
+            reasons = "; ".join(sorted({str(c["error"])[:160] for c in self._dropped}))[:600]
+            raise MiraError(f"discover {group}: no cluster of the {len(points)} judgment points gave a usable "
+                            f"anchor ({len(self._dropped)} invalid after one repair: {reasons}); judge more records "
+                            "(discover.records_per_group) or use a stronger teacher")
         if self._dropped:
             notes.append(f"{len(self._dropped)} cluster(s) gave no usable anchor (invalid, or record-specific after "
                          "one repair)")
@@ -156,8 +161,20 @@ class DiscoverStage(TeacherStage):
         written = self._write(group, fmt, points, vecs, clusters)
         anchors: list[dict[str, Any]] = []
         for part, (target, spare) in parts.items():
-            kept = merge_anchors([w for w in written if w["part"] == part], embedder, d.merge_similarity,
+            drafts = [w for w in written if w["part"] == part]
+            kept = merge_anchors([w for w in drafts if "_problem" not in w], embedder, d.merge_similarity,
                                  target + spare)
+            if not kept:  # every cluster's criterion failed the generality check: a part without anchors cannot
+                # be labeled at all, so keep the well-formed drafts, each marked with what was wrong with it
+                kept = merge_anchors(drafts, embedder, d.merge_similarity, target + spare)
+                for w in kept:
+                    w["problem"] = w.pop("_problem", "")
+                if kept:
+                    notes.append(f"part {part!r}: no criterion passed the generality check; kept {len(kept)} "
+                                 "record-specific draft(s), marked 'problem' (a stronger teacher or more judged "
+                                 "records usually fixes this)")
+            for w in drafts:
+                w.pop("_problem", None)
             if len(kept) < target + spare:
                 notes.append(f"part {part!r}: {len(kept)} distinct candidate anchors (wanted {target} + {spare} spare)")
             for rank, w in enumerate(kept):
@@ -206,10 +223,11 @@ class DiscoverStage(TeacherStage):
                                   on_result=lambda r: bar.advance())
         written = []
         for (part, members), central, res in zip(clusters, shown, results):
+            a = res.data or res.extra.get("draft")
             if res.data is None:  # invalid or still record-specific after the repair: the spares fill in
                 self._dropped.append({"cluster": res.record_id, "error": res.error})
-                continue
-            a = res.data
+                if a is None:
+                    continue
             ex = points[int(central[0])]
             written.append({
                 "name": display_name(a["name"]), "definition": a["definition"],
@@ -218,6 +236,7 @@ class DiscoverStage(TeacherStage):
                 "cluster_size": int(len(members)), "part": part,
                 "member_names": sorted({points[int(i)]["name"] for i in central}),
                 "merged": [], "_members": members,
+                **({} if res.data is not None else {"_problem": res.error}),
             })
         return written
 

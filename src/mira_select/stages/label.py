@@ -206,6 +206,9 @@ class LabelStage(TeacherStage):
         lc = self.cfg.label
         rubric = self.rubric(group)
         anchors = anchors_of(rubric)
+        if not anchors:
+            raise MiraError(f"{self.stage} {group}: the rubric has no anchors; edit it or re-run "
+                            f"`mira discover --force` (a stronger teacher, or more judged records)")
         final = self.final_unit(group, sources)
         if self.ledger.is_current(final):
             return self.ledger.info(self.stage, final.key)["summary"], True

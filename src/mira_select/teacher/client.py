@@ -142,7 +142,11 @@ class Teacher:
 
         req = self.prompts.write_anchor(fmt, points, part, temperature=self.cfg.temperature)
         result = await self._run(key, req, prompt_version("anchor", fmt), validate)
-        result.extra.pop("response", None)
+        response = result.extra.pop("response", None)
+        if result.data is None and response is not None:
+            draft, _ = validate_anchor(response.text)
+            if draft is not None:  # well-formed, only failed ``check``: the caller may keep it as a last resort
+                result.extra["draft"] = draft
         return result
 
     async def label(self, record_id: str, fmt: str, text: str, anchors: list[Anchor],
@@ -177,8 +181,8 @@ class Teacher:
 
     def _read_scores(self, result: TeacherResult, anchors: list[Anchor], use_lp: bool) -> TeacherResult:
         """Greedy integers → expected scores from the digit probabilities, where the backend gave them."""
-        if result.data is not None:
-            resp: ChatResponse = result.extra.pop("response")
+        resp: ChatResponse | None = result.extra.pop("response", None)
+        if result.data is not None and resp is not None:
             exp = expected_scores(resp.text, anchors, result.data, resp.digit_probs) if use_lp else None
             result.readout = "expected" if exp else "greedy"
             for a in anchors:
@@ -258,7 +262,8 @@ class Teacher:
             return TeacherResult(status="dead", error=str(exc), **base)
         if data is None:
             self.acct.dead += 1
-            return TeacherResult(status="dead", error="invalid after repair: " + "; ".join(problems[:5]), **base)
+            return TeacherResult(status="dead", error="invalid after repair: " + "; ".join(problems[:5]),
+                                 extra={"response": resp}, **base)
         setattr(self.acct, status, getattr(self.acct, status) + 1)
         return TeacherResult(status=status, data=data, cached=cached, extra={"response": resp}, **base)
 
