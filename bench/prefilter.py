@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mira_select.config import PrefilterConfig  # noqa: E402
 from mira_select.prefilter.dedup import signatures, text_hash  # noqa: E402
-from mira_select.prefilter.rules import record_flags  # noqa: E402
+from mira_select.prefilter.rules import record_flags, rules_batch  # noqa: E402
 
 CORPUS = ROOT / "data" / "demo" / "corpus"
 TEXT = ["text_django_docs", "text_manpages_debian", "text_python_pkg_docs", "text_tldr_pages",
@@ -49,8 +49,10 @@ def read(names: list[str], n: int) -> list[dict]:
 
 def ours(records: list[dict], fmt: str, cfg: PrefilterConfig, dedup: bool = False) -> float:
     start = time.perf_counter()
-    for r in records:
-        record_flags(r["text"], fmt, cfg)
+    for i in range(0, len(records), 256):  # as stages/prefilter.py: one tokenizer memory zone per batch
+        with rules_batch():
+            for r in records[i:i + 256]:
+                record_flags(r["text"], fmt, cfg)
     if dedup:
         texts = [r["text"] for r in records]
         [text_hash(t) for t in texts]

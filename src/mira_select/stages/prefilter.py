@@ -27,7 +27,7 @@ from ..errors import MiraError
 from ..io.shards import read_sidecar_column, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
 from ..ledger import Ref, Unit
-from ..prefilter.rules import DEDUP_RULES, RULES, record_flags
+from ..prefilter.rules import DEDUP_RULES, RULES, record_flags, rules_batch
 from ..workspace import Counts, Workspace, read_json, write_json
 from .shard_stage import ShardStage
 
@@ -65,7 +65,8 @@ def rules_shard(unit: RulesUnit) -> Counts:
     with shard_writer(Path(unit.out), KEYS_SCHEMA) as w:
         for batch in pq.ParquetFile(unit.shard).iter_batches(batch_size=BATCH, columns=["id", "format", "text"]):
             ids, fmts, texts = (batch.column(c).to_pylist() for c in ("id", "format", "text"))
-            flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
+            with rules_batch():
+                flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
             sig = signatures(texts, nd.ngram, nd.num_perm) if nd.action != "off" else np.zeros((len(ids), 0),
                                                                                                 np.uint32)
             w.write_table(pa.table({"id": ids, "flags": flags, "text_hash": [text_hash(t) for t in texts],
