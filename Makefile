@@ -35,8 +35,11 @@ venv: $(STAMP)
 venv-teacher: $(STAMP)   # the embedded teacher (llama.cpp, compiled once) for live calls: labels beyond the cache
 
 # MIRA_STRICT_DEPS: a declared test dependency that is missing fails the run (tests/conftest.py), never a green skip.
+# Two pytest-xdist workers, a whole test module per worker (its module fixtures are built once): the suite is half
+# single-threaded Python, so the second core would otherwise idle through it.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	MIRA_STRICT_DEPS=1 $(BIN)/python -m pytest -q
+	MIRA_STRICT_DEPS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # The whole pipeline on the bundled corpus, then the report. The teacher stages replay the shipped warm cache
 # (data/demo/cache/, answers of the embedded 1.5B model); only a cache miss would load the model and call it live.

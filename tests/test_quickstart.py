@@ -23,7 +23,7 @@ import yaml
 import zstandard
 
 from .conftest import DEMO_CORPUS, run_mira
-from .teacher_helpers import smol_path
+from .teacher_helpers import SMOL_THREADS, smol_path
 
 pytest.importorskip("model2vec", reason="needs the [embed] extra (make test installs it)")
 pytest.importorskip("matplotlib")
@@ -82,7 +82,7 @@ def quickstart(tmp_path_factory):
 
     cfg = yaml.safe_load(generated)
     cfg.update(SMALL)
-    cfg["teacher"].update(model=str(smol_path()), max_record_tokens=96, threads=2, logprobs=False)
+    cfg["teacher"].update(model=str(smol_path()), max_record_tokens=96, threads=SMOL_THREADS, logprobs=False)
     live = {**cfg, "workspace": "ws_live"}
     (d / "live.yaml").write_text(yaml.safe_dump(live, sort_keys=False))
     run_mira("run", "-c", "live.yaml", cwd=d, check=True, timeout=1500)

@@ -14,7 +14,7 @@ from mira_select.teacher.client import Teacher
 from mira_select.teacher.types import Anchor
 from mira_select.workspace import Workspace
 
-from .teacher_helpers import LlamaServer, corpus_records, smol_path
+from .teacher_helpers import SMOL_THREADS, LlamaServer, corpus_records, smol_path
 
 ANCHORS = [Anchor("a1", "clarity", "is it easy to follow"), Anchor("a2", "correctness", "is it right"),
            Anchor("a3", "usefulness", "would a model learn from it")]
@@ -73,7 +73,8 @@ def test_openai_backend_on_real_server_then_all_cache_hits(tmp_path: Path, serve
 
 
 def test_local_backend_scores_the_same_records_in_process(tmp_path: Path, records):
-    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, n_ctx=4096, threads=2)
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, n_ctx=4096,
+                        threads=SMOL_THREADS)
     teacher = Teacher(cfg, Workspace(tmp_path / "ws"), stage="label")
     results = _score_all(teacher, records)
     valid = [r for r in results if r.status in ("ok", "repaired")]
@@ -112,7 +113,7 @@ def test_scores_only_logit_read_out_matches_grammar_generation(tmp_path: Path, r
                Anchor("a2", "correctness", "is it right")]
     answers = {}
     for mode in ("logits", "generate"):
-        cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2,
+        cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=SMOL_THREADS,
                             local_scores=mode, score_slots="sequential")
         teacher = Teacher(cfg, Workspace(tmp_path / mode), stage="label", backend=LocalBackend(cfg))
         res = teacher.run(lambda i, f, t: teacher.label(i, f, t, anchors), records[:2])
@@ -141,7 +142,7 @@ def test_independent_slots_read_each_score_from_the_prompt_alone(tmp_path: Path,
 
     anchors = [Anchor("a1", "clarity", "is it easy to follow"), Anchor("a2", "correctness", "is it right"),
                Anchor("a3", "usefulness", "would a model learn from it")]
-    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2)
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=SMOL_THREADS)
     assert cfg.score_slots == "independent"
     backend = LocalBackend(cfg)
     teacher = Teacher(cfg, Workspace(tmp_path / "ws"), stage="label", backend=backend)
@@ -166,7 +167,7 @@ def test_reviewer_address_question_extends_the_label_prompt_and_is_cached(tmp_pa
     """The injection check (label.injection_check) is one more user turn after the record's label prompt: the label
     messages are its prefix (a local model answers it from the KV cache the label left), its answer is read like one
     0-10 slot, and it is cached under its own key, so a re-run costs no call."""
-    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=2)
+    cfg = TeacherConfig(backend="local", model=str(smol_path()), max_record_tokens=256, threads=SMOL_THREADS)
     rid, fmt, text = records[0]
 
     def run_both(ws: Path):
