@@ -173,8 +173,6 @@ class DiscoverStage(TeacherStage):
                     notes.append(f"part {part!r}: no criterion passed the generality check; kept {len(kept)} "
                                  "record-specific draft(s), marked 'problem' (a stronger teacher or more judged "
                                  "records usually fixes this)")
-            for w in drafts:
-                w.pop("_problem", None)
             if len(kept) < target + spare:
                 notes.append(f"part {part!r}: {len(kept)} distinct candidate anchors (wanted {target} + {spare} spare)")
             for rank, w in enumerate(kept):
