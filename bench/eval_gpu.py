@@ -29,6 +29,7 @@ def export(config: Path, out: Path) -> None:
 
     from mira_select.config import load_config
     from mira_select.evaluate.run import EvalRunner
+    from mira_select.io.kept import iter_kept_texts
     from mira_select.workspace import read_json
 
     cfg = load_config(config)
@@ -40,7 +41,7 @@ def export(config: Path, out: Path) -> None:
     for variant in cfg.eval.variants:
         if not (runner.ws.root / "selection" / variant / "kept.parquet").exists():
             continue
-        kept = runner.kept_texts(variant)
+        kept = list(iter_kept_texts(runner.ws, variant))  # a bundle for the GPU machine: the demo's selections
         ids = []
         for t in kept:
             if t not in index:

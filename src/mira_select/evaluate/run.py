@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..baselines.ngram_lm import HashedNgramLM
@@ -30,6 +29,8 @@ from ..benchmarks import BenchItem, load_benchmarks
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets
+from ..io.kept import iter_kept_texts, kept_sample
+from ..io.shards import rows_at
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..stages.group import group_members
@@ -38,6 +39,7 @@ from ..workspace import Counts, Workspace, atomic_write_bytes, read_json, write_
 from .proxy import ProxySpec, continuation_loss, train, training_stream
 
 BENCHMARKS = ("mbppplus", "spider", "bird")
+LOGIC_VERSION = 2  # 2: training slices and holdout drawn by seeded keys, streamed (not from in-memory lists)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class EvalRunner:
     def base_key(self, proxies: tuple[str, ...]) -> str:
         """What makes two evaluations comparable row by row: proxies, their settings and the targets."""
         parts = [self.cfg.eval.model_dump(mode="json", exclude={"variants"}), sorted(proxies), self.max_items,
-                 self.holdout_records, self.holdout_chars]
+                 self.holdout_records, self.holdout_chars, LOGIC_VERSION]
         return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
 
     def unit(self, variants: list[str], proxies: tuple[str, ...]) -> Unit:
@@ -90,28 +92,35 @@ class EvalRunner:
             if len(these) > self.max_items:
                 these = [these[k] for k in sorted(rng.choice(len(these), self.max_items, replace=False))]
             bench[name] = these
-        holdout: dict[str, list[str]] = {}
-        if self.cfg.eval.holdout_share > 0:
-            for group, sources in group_members(self.ws, self.cfg).items():
-                for source in sources:
-                    for shard in self.ws.record_shards(source):
-                        t = pq.read_table(shard, columns=["id", "text", "contaminated"])
-                        m = holdout_mask(self.cfg, id_buckets(t.column("id").to_pylist()))
-                        m &= ~t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
-                        holdout.setdefault(group, []).extend(x for x, k in zip(t.column("text").to_pylist(), m) if k)
-        # a seeded order, so the capped slice spreads over the group's sources instead of taking the first one's
-        holdout = {g: [v[i] for i in np.random.default_rng(1).permutation(len(v))] for g, v in holdout.items()}
-        return bench, holdout
+        holdout = {group: self.holdout_texts(sources) for group, sources in group_members(self.ws, self.cfg).items()} \
+            if self.cfg.eval.holdout_share > 0 else {}
+        return bench, {g: v for g, v in holdout.items() if v}
 
-    def kept_texts(self, variant: str) -> list[str]:
-        kept = pq.read_table(self.ws.root / "selection" / variant / "kept.parquet", columns=["id", "source"])
-        out: list[str] = []
-        for source in sorted(set(kept.column("source").to_pylist())):
-            ids = kept.filter(pc.equal(kept.column("source"), source)).column("id")
+    def holdout_texts(self, sources: list[str]) -> list[str]:
+        """Up to ``holdout_records`` held-out, uncontaminated records of a group: those with the smallest seeded
+        key (a uniform sample spread over the group's sources), chosen from the id columns in one pass — memory
+        for the chosen records only, however large the holdout."""
+        k = self.holdout_records
+        keys, locs = np.zeros(0), []
+        for source in sources:
             for shard in self.ws.record_shards(source):
-                t = pq.read_table(shard, columns=["id", "text"])
-                out += t.filter(pc.is_in(t.column("id"), value_set=ids)).column("text").to_pylist()
-        return out
+                t = pq.read_table(shard, columns=["id", "contaminated"])
+                ids = t.column("id").to_pylist()
+                m = holdout_mask(self.cfg, id_buckets(ids))
+                m &= ~t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
+                rows = np.flatnonzero(m)
+                keys = np.concatenate([keys, id_buckets([f"holdout-order:{ids[r]}" for r in rows])])
+                locs += [(shard, int(r), ids[r]) for r in rows]
+                order = np.argsort(keys, kind="stable")[:k]
+                keys, locs = keys[order], [locs[i] for i in order]
+        texts: dict[int, str] = {}
+        for shard in dict.fromkeys(loc[0] for loc in locs):
+            at = [p for p, loc in enumerate(locs) if loc[0] == shard]
+            table = rows_at(shard, [locs[p][1] for p in at], ["id", "text"])
+            if table.column("id").to_pylist() != [locs[p][2] for p in at]:
+                raise MiraError(f"{shard} changed while the holdout was read; run `mira eval` again")
+            texts.update(zip(at, table.column("text").to_pylist()))
+        return [texts[p] for p in range(len(locs))]
 
     def run(self, variants: list[str] | None = None, proxies: tuple[str, ...] = ("ngram", "transformer")) -> EvalResult:
         start = time.monotonic()
@@ -132,26 +141,25 @@ class EvalRunner:
             except MiraError as exc:  # e.g. dataman before `mira dataman`: reported, not fatal
                 results["skipped"][variant] = str(exc)
                 continue
-            texts = self.kept_texts(variant)
             row: dict[str, Any] = {"selection": Ledger(self.ws).fingerprint("select", variant),
                                    "kept_tokens": sel.summary["totals"]["kept_tokens"],
                                    "group_share": {g: d["kept_tokens"] / max(d["tokens"], 1)
                                                    for g, d in sel.summary["per_group"].items()}}
             if "ngram" in proxies:
                 with self.reporter.task(f"eval {variant}: n-gram proxy", total=1) as bar:
-                    lm = HashedNgramLM(order=ec.ngram_order, bits=22).fit(texts)
+                    lm = HashedNgramLM(order=ec.ngram_order, bits=22).fit(iter_kept_texts(self.ws, variant))
                     row["ngram"] = self._losses(lambda p, t: lm.sequence_loss(p, t), bench, holdout,
                                                 lambda t: lm.sequence_loss("", t))
                     bar.advance()
             if "transformer" in proxies:
-                row["transformer"] = self._transformer(variant, texts, spec, bench, holdout)
+                row["transformer"] = self._transformer(variant, spec, bench, holdout)
             results["variants"][variant] = row
             if variant == "full" and "transformer" in proxies and ec.full_double:
                 # the unfiltered corpus with twice the training bytes: what the budget costs at equal compute x2
                 double = dataclasses.replace(spec, train_bytes=2 * spec.train_bytes)
                 results["variants"]["full-2x"] = {**row, "ngram": None,
-                                                  "transformer": self._transformer("full-2x", texts, double, bench,
-                                                                                   holdout)}
+                                                  "transformer": self._transformer(variant, double, bench, holdout,
+                                                                                   label="full-2x")}
         results["seconds"] = time.monotonic() - start
         results["base"] = self.base_key(proxies)
         evaluated = self._merge_previous(results, variants)
@@ -185,11 +193,14 @@ class EvalRunner:
                 results["seconds_total"] = old.get("seconds_total", old.get("seconds", 0)) + results["seconds"]
         return [v for v in dict.fromkeys([*variants, *results["variants"]]) if v != "full-2x"]
 
-    def _transformer(self, label: str, texts: list[str], spec: ProxySpec, bench, holdout) -> dict[str, Any]:
+    def _transformer(self, variant: str, spec: ProxySpec, bench, holdout, label: str | None = None) -> dict[str, Any]:
+        """Per seed: a seeded random slice of the selection of ``train_bytes`` (read alone, never the whole
+        selection), trained on in a seeded order."""
         seeds = self.cfg.eval.seeds
         runs = []
-        with self.reporter.task(f"eval {label}: transformer x{len(seeds)}", total=len(seeds)) as bar:
+        with self.reporter.task(f"eval {label or variant}: transformer x{len(seeds)}", total=len(seeds)) as bar:
             for seed in seeds:
+                texts = kept_sample(self.ws, variant, spec.train_bytes, seed)
                 model = train(training_stream(texts, spec.train_bytes, seed), spec, seed)
                 runs.append(self._losses(lambda p, t: continuation_loss(model, p, t, spec.context), bench,
                                          holdout, lambda t: continuation_loss(model, "", t, spec.context)))

@@ -168,18 +168,37 @@ class SourceScores:
 
 
 def scores(ws: Workspace, group_of: dict[str, str], variant: str) -> list[SourceScores]:
-    kept_path = ws.root / "selection" / variant / "kept.parquet"
-    kept_ids = pq.read_table(kept_path, columns=["id"]).column("id") if kept_path.exists() else pa.array([], pa.string())
+    kept_rows = _kept_rows(ws, variant)
     out = []
     for source, group in group_of.items():
         shards = sorted((ws.root / "scores" / source).glob("part-*.parquet"))
         if not shards:
             continue
-        t = pa.concat_tables([pq.read_table(s, columns=["id", "score", "n_tokens"]) for s in shards])
-        kept = pc.is_in(t.column("id"), value_set=kept_ids).to_numpy(zero_copy_only=False)
+        parts, kept = [], []
+        for s in shards:  # score sidecars are row-aligned with the record shard of the same name
+            t = pq.read_table(s, columns=["score", "n_tokens"])
+            mask = np.zeros(t.num_rows, bool)
+            mask[kept_rows.get((source, s.name), [])] = True
+            parts.append(t)
+            kept.append(mask)
+        t = pa.concat_tables(parts)
         out.append(SourceScores(source, group, t.column("score").to_numpy(zero_copy_only=False).astype(float),
-                                t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float), kept))
+                                t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float),
+                                np.concatenate(kept)))
     return out
+
+
+def _kept_rows(ws: Workspace, variant: str) -> dict[tuple[str, str], list[int]]:
+    """(source, record shard) -> rows the selection kept (none when the variant has no current selection)."""
+    path = ws.root / "selection" / variant / "kept.parquet"
+    if not path.exists() or "row" not in pq.read_schema(path).names:
+        return {}
+    rows: dict[tuple[str, str], list[int]] = {}
+    for batch in pq.ParquetFile(path).iter_batches(columns=["source", "shard", "row"]):
+        d = batch.to_pydict()
+        for source, shard, row in zip(d["source"], d["shard"], d["row"]):
+            rows.setdefault((source, shard), []).append(row)
+    return rows
 
 
 def selections(ws: Workspace) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,8 @@ The same machinery serves the baselines (`variants/` says what each variant rank
 every variant leaves out the same records: contaminated ones, those the prefilter dropped, the eval holdout and the
 baselines' reference sample.
 MIRA variants read only score sidecars and record ids (a few bytes per record): memory is a few arrays of corpus
-length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.parquet`` (kept ids in corpus order).
+length, never the texts. Writes ``selection/<variant>/summary.json`` and ``kept.parquet`` (kept ids in corpus order, each
+with its record shard and row, so the selection's texts can be streamed back: `io.kept`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..variants.base import VariantScorer
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets, reference_mask
+from ..io.kept import KEPT_SCHEMA, kept_path
 from ..io.shards import shard_writer
 from ..ledger import Ledger, Ref, Unit
 from ..workspace import Counts, Workspace, write_json
@@ -36,7 +38,8 @@ from .group import group_members
 from .prefilter import dropped_mask
 
 STAGE = "select"
-LOGIC_VERSION = 2  # bumped when how a budget is filled changes (2: the crossing record kept only when nearer)
+LOGIC_VERSION = 3  # bumped when a selection's outputs change (2: the crossing record kept only when nearer;
+#                   3: kept.parquet locates each record: shard, row, n_bytes)
 __all__ = ["VARIANTS", "SelectStage", "budget_mask", "select_units"]
 
 
@@ -128,14 +131,14 @@ def selection_dir(ws: Workspace, variant: str) -> Path:
 def write_selection(ws: Workspace, name: str, shards: list[ScoreShard], keep: list[np.ndarray],
                     summary: dict[str, Any]) -> None:
     out = selection_dir(ws, name)
-    schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("score", pa.float32()),
-                        ("n_tokens", pa.int32())])
-    with shard_writer(out / "kept.parquet", schema) as w:
+    with shard_writer(kept_path(ws, name), KEPT_SCHEMA) as w:
         for s, k in zip(shards, keep):
-            ids = pq.read_table(s.path, columns=["id"]).column("id").filter(pa.array(k))
-            w.write_table(pa.table({"id": ids, "source": pa.array([s.source] * int(k.sum()), pa.string()),
-                                    "score": pa.array(s.score[k], pa.float32()),
-                                    "n_tokens": pa.array(s.tokens[k], pa.int32())}))
+            rows = np.flatnonzero(k)
+            t = pq.read_table(s.path, columns=["id", "n_bytes"]).take(pa.array(rows, pa.int64()))
+            w.write_table(pa.table({"id": t.column("id"), "source": pa.array([s.source] * len(rows), pa.string()),
+                                    "shard": pa.array([s.path.name] * len(rows), pa.string()),
+                                    "row": pa.array(rows, pa.int32()), "score": pa.array(s.score[k], pa.float32()),
+                                    "n_tokens": pa.array(s.tokens[k], pa.int32()), "n_bytes": t.column("n_bytes")}))
     write_json(out / "summary.json", summary)
 
 
