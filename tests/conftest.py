@@ -76,9 +76,9 @@ def write_config(dir: Path, sources: list[dict], **sections) -> Path:
     return path
 
 
-def run_mira(*args: str, cwd: Path | None = None, check: bool = False,
-             timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+def run_mira(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "mira_select", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

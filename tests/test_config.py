@@ -86,3 +86,29 @@ def test_every_command_has_help():
         assert cmd in top.stdout
         sub = run_mira(cmd, "--help", check=True)
         assert "Usage" in sub.stdout
+
+
+EXECUTOR_BAD = """\
+sources:
+  - {name: a, paths: [x]}
+executor:
+  kind: ray
+  cpus_per_task: 1.5
+  gpus_per_task: 0
+  max_retries: -1
+  address: " "
+"""
+
+
+def test_ray_resources_are_validated_naming_the_field():
+    """Ray's own rules (positive; a fraction only below 1) are checked before any cluster is contacted."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(EXECUTOR_BAD)
+    msg = str(exc.value)
+    assert "4 problem(s)" in msg
+    assert "mira.yaml:5: executor.cpus_per_task: 1.5 is fractional and above 1" in msg
+    assert "mira.yaml:6: executor.gpus_per_task: Input should be greater than 0" in msg
+    assert "mira.yaml:7: executor.max_retries" in msg
+    assert "mira.yaml:8: executor.address: empty address" in msg
+    ok = parse_config("sources:\n  - {name: a, paths: [x]}\nexecutor: {cpus_per_task: 2, gpus_per_task: 0.25}\n")
+    assert (ok.executor.cpus_per_task, ok.executor.gpus_per_task, ok.executor.max_retries) == (2, 0.25, 3)

@@ -76,3 +76,22 @@ def test_fine_tunes_on_teacher_json_and_reads_expected_scores(tmp_path):
     assert (tmp_path / "s" / "lm" / "model.safetensors").exists()
     again = load_student(tmp_path / "s").predict(test_x)
     np.testing.assert_allclose(again, pred, atol=0.05 if GPU else 1e-3)
+
+
+def test_a_saved_student_says_whether_its_scoring_units_need_a_gpu(tmp_path, caplog):
+    """`mira score` reads this per group from student.json (nothing loaded) and hands it to the executor: Ray
+    reserves executor.gpus_per_task for such a unit; the local pool reserves nothing and says so once."""
+    from mira_select.executor import LocalExecutor, Needs
+    from mira_select.students.registry import saved_student_needs_gpu
+
+    for kind, params, gpu in (("generative", {}, True), ("generative", {"allow_cpu": True}, False),
+                              ("hashed_linear", {}, False)):
+        d = tmp_path / f"{kind}-{gpu}"
+        d.mkdir()
+        (d / "student.json").write_bytes(orjson.dumps({"kind": kind, "anchors": ["a01"], "params": params}))
+        assert saved_student_needs_gpu(d) is gpu
+    with LocalExecutor(workers=2) as ex, caplog.at_level("WARNING", logger="mira_select.executor"):
+        assert sorted(r for _, r in ex.map_unordered(len, ["ab", "abc"], needs=lambda item: Needs(gpu=True))) == [2, 3]
+        assert sorted(r for _, r in ex.map_unordered(len, ["ab", "abc"], needs=lambda item: Needs(gpu=True))) == [2, 3]
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "2 unit(s) use a GPU" in notes[0] and "executor.workers: 1" in notes[0], notes

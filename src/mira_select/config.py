@@ -97,9 +97,35 @@ class IngestConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
+    """Where work units run. The Ray keys only matter with ``kind: ray``; the local process pool has one unit per
+    process and lets a GPU unit see every GPU of the machine (see executor/)."""
+
     kind: Literal["local", "ray"] = "local"
-    workers: int = Field(0, ge=0, description="0 = one per CPU core; 1 = in-process")
-    address: str | None = Field(None, description="Ray cluster address; None starts a local cluster")
+    workers: int = Field(0, ge=0, description="units in flight; 0 = one per CPU core (Ray: per cluster CPU); "
+                                              "1 = in-process (local)")
+    address: str | None = Field(None, description="Ray cluster address (e.g. 10.0.0.1:6379 or auto); None starts "
+                                                  "a local cluster. A given address gets the shared-storage check")
+    cpus_per_task: float = Field(1.0, gt=0, description="Ray: CPUs each unit reserves")
+    gpus_per_task: float = Field(1.0, gt=0, description="Ray: GPUs a unit that needs one reserves (0.5: two units "
+                                                        "share a GPU); units that need none reserve none")
+    max_retries: int = Field(3, ge=0, description="Ray: re-runs of a unit whose worker or node died (units write "
+                                                  "atomically, so a re-run never duplicates output)")
+
+    @field_validator("cpus_per_task", "gpus_per_task")
+    @classmethod
+    def _ray_quantity(cls, v: float) -> float:
+        # Ray's own rule, checked here so the mistake is named before a cluster is contacted.
+        if v > 1 and v != int(v):
+            raise ValueError(f"{v} is fractional and above 1; Ray takes a fraction only below 1 (e.g. 0.5) or a "
+                             "whole number")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("empty address; leave it out to start a local Ray cluster")
+        return v
 
 
 class GroupsConfig(_Strict):

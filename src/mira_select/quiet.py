@@ -50,12 +50,14 @@ def is_verbose() -> bool:
 
 
 @contextlib.contextmanager
-def captured_output(step: str) -> Iterator[None]:
+def captured_output(step: str, echo: bool = True) -> Iterator[list[str]]:
     """Run a chatty third-party step with stdout/stderr (file descriptors, so C extensions too) captured; on an
     exception the captured tail is printed to stderr before it propagates, so nothing needed for a diagnosis is lost.
+    ``echo=False``: the tail is put in the yielded list instead, for a caller that names the cause in its own error.
     """
+    failed: list[str] = []
     if _state["verbose"]:
-        yield
+        yield failed
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -64,12 +66,14 @@ def captured_output(step: str) -> Iterator[None]:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            yield failed
         except BaseException:
             _restore(saved)
             sink.seek(0)
             tail = sink.read()[-4000:].decode("utf-8", errors="replace")
-            sys.stderr.write(f"--- output of {step} (failed) ---\n{tail}\n")
+            failed.append(tail)
+            if echo:
+                sys.stderr.write(f"--- output of {step} (failed) ---\n{tail}\n")
             raise
         finally:
             _restore(saved)

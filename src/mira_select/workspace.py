@@ -59,6 +59,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_temp_files(dirs) -> int:
+    """Remove the temporary files (``.tmp-*``) that writers killed mid-write left in these directories.
+
+    Call only while no unit writes there (before a stage's units start, or after they all finished): a killed
+    worker's half file is garbage once its unit has been re-run and renamed its own output into place."""
+    n = 0
+    for d in {Path(d) for d in dirs}:
+        for tmp in d.glob(".tmp-*") if d.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 @dataclass
 class Counts:
     """What a unit of work did with its input. ``n_in`` must equal the sum of the three outcomes."""

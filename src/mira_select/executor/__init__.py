@@ -7,7 +7,7 @@ process pool or on a cluster; completion markers, not the executor, make re-runs
 from __future__ import annotations
 
 from ..config import ExecutorConfig
-from .base import Executor
+from .base import CPU_ONLY, Executor, Needs
 from .local import LocalExecutor
 
 
@@ -16,8 +16,8 @@ def make_executor(cfg: ExecutorConfig, workers: int | None = None) -> Executor:
     if cfg.kind == "ray":
         from .ray import RayExecutor
 
-        return RayExecutor(workers=n, address=cfg.address)
+        return RayExecutor(cfg, workers=n)
     return LocalExecutor(workers=n)
 
 
-__all__ = ["Executor", "LocalExecutor", "make_executor"]
+__all__ = ["CPU_ONLY", "Executor", "LocalExecutor", "Needs", "make_executor"]

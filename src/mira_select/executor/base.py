@@ -1,10 +1,30 @@
+"""The executor interface: map a unit function over work items, wherever they run.
+
+A stage says what a unit *needs* (:class:`Needs`: a GPU or not) and which paths its units read and write
+(:meth:`Executor.prepare`); each executor maps that to its own terms — Ray to task resources from
+``executor.cpus_per_task`` / ``gpus_per_task`` and a storage probe on every node, the local pool to nothing — so
+stages never branch on where they run.
+"""
+
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one unit needs beyond its CPUs (how many CPUs and GPUs is executor config, not the stage's business)."""
+
+    gpu: bool = False
+
+
+CPU_ONLY = Needs()
 
 
 class Executor(abc.ABC):
@@ -13,8 +33,17 @@ class Executor(abc.ABC):
     workers: int
 
     @abc.abstractmethod
-    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
-        """Yield ``(item, fn(item))`` as each finishes. An exception in a unit propagates and stops the map."""
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T],
+                      needs: Callable[[T], Needs] | None = None) -> Iterator[tuple[T, R]]:
+        """Yield ``(item, fn(item))`` as each finishes. An exception in a unit propagates and stops the map.
+
+        ``needs(item)`` says what a unit needs (default: CPU only)."""
+
+    def prepare(self, workspace: Path, inputs: Sequence[str] = ()) -> None:  # noqa: B027 - optional hook
+        """Called by a stage before its first map: the workspace its units write, the local files they read.
+
+        An executor whose workers run on other machines checks here that each sees them at the driver's paths
+        (failing early, naming the machine); a local one has nothing to check."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release workers; executors are reusable until closed."""

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from .base import Executor, bounded_map
+from .base import Executor, Needs, bounded_map
 
 T = TypeVar("T")
 R = TypeVar("R")
+log = logging.getLogger("mira_select.executor")
 
 
 def _init_worker() -> None:
@@ -27,8 +29,19 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int = 0):
         self.workers = workers if workers > 0 else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._gpu_noted = False
 
-    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T],
+                      needs: Callable[[T], Needs] | None = None) -> Iterator[tuple[T, R]]:
+        # A GPU request means nothing to a process pool: every process sees every GPU of this machine. Say so once
+        # when several processes would each load their model onto it (one process is what a single GPU wants).
+        if needs is not None and self.workers > 1 and len(items) > 1 and not self._gpu_noted:
+            n_gpu = sum(needs(item).gpu for item in items)
+            if n_gpu:
+                self._gpu_noted = True
+                log.warning(f"note: {n_gpu} unit(s) use a GPU; the local executor does not reserve GPUs, so its "
+                            f"{self.workers} worker processes share this machine's GPU(s) (set executor.workers: 1 "
+                            "for one model on the GPU at a time, or use executor.kind: ray)")
         if self.workers == 1 or len(items) <= 1:
             for item in items:
                 yield item, fn(item)

@@ -28,7 +28,7 @@ from ..io.shards import shard_writer
 from ..progress import Reporter
 from ..tokens import get_counter
 from ..ledger import Ledger, Unit, digest
-from ..workspace import Counts, Workspace, atomic_path, file_digest, read_json, write_json
+from ..workspace import Counts, Workspace, atomic_path, file_digest, read_json, remove_temp_files, write_json
 from .ingest_file import STAGE, FileTask, ingest_file, quarantine_part
 
 
@@ -132,20 +132,21 @@ class IngestStage:
             self.ws.clear_stage(STAGE)
         self.ws.root.mkdir(parents=True, exist_ok=True)
         self.ws.write_config(self.cfg.resolved_dump())
-        for name in plan:  # temporary files a killed run left behind
-            for d in (self.ws.records_dir(name), self.ws.work_dir(STAGE, name)):
-                for tmp in d.glob(".tmp-*") if d.exists() else ():
-                    tmp.unlink(missing_ok=True)
+        # temporary files a killed run (or a killed worker whose unit was re-run) left behind
+        scratch = [d for name in plan for d in (self.ws.records_dir(name), self.ws.work_dir(STAGE, name))]
+        remove_temp_files(scratch)
 
         tasks = [t for ts in plan.values() for t in ts]
         todo = [t for t in tasks if not self._file_done(t)]
         result = IngestResult(manifest={}, files_skipped=len(tasks) - len(todo))
         if todo:
             total = sum(max(t.file.size, 1) for t in todo)
+            self.executor.prepare(self.ws.root, [t.file.url for t in todo])  # made only when there is work
             with self.reporter.task(f"ingest {len(todo)} file(s)", total=total) as bar:
-                for task, _ in self.executor.map_unordered(ingest_file, todo):  # made only when there is work
+                for task, _ in self.executor.map_unordered(ingest_file, todo):
                     result.files_done += 1
                     bar.advance(max(task.file.size, 1))
+            remove_temp_files(scratch)
 
         sources: dict[str, Any] = {}
         self.ledger = Ledger(self.ws)  # the workers recorded their units: forget what was read before

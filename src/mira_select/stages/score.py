@@ -3,7 +3,8 @@
 Output is a sidecar per record shard, ``scores/<source>/part-NNNNN.parquet``, row-aligned with ``records/`` (same
 ids, same order), so selection and export never join on ids. Work units are shards; they run on the configured
 executor (local process pool or Ray) and each worker loads its group's student once. A unit writes its shard
-atomically and the parent marks it done, so a killed run redoes only unfinished shards.
+atomically and the parent marks it done, so a killed run redoes only unfinished shards. A group whose student
+scores on a GPU (the generative tier) says so per unit, and the executor reserves one for it (Ray).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..aggregate import trimmed_score
+from ..executor import Needs
 from ..io.shards import shard_writer
 from ..ledger import Ref, Unit
 from ..workspace import Counts, Workspace
 from .group import group_members
 from .shard_stage import ShardStage
-from .train import load_student_bundle
+from ..students.registry import saved_student_needs_gpu
+from .train import load_student_bundle, student_dir
 
 STAGE = "score"
 
@@ -108,5 +111,7 @@ class ScoreStage(ShardStage):
         start = time.monotonic()
         units = self.plan()
         todo = [u for u in units if force or not self.current(u)]
-        records = self.run_units(score_shard, todo, f"score {len(todo)} shard(s)", lambda u: {"group": u.group})
+        gpu = {g: saved_student_needs_gpu(student_dir(self.ws, g)) for g in {u.group for u in todo}}
+        records = self.run_units(score_shard, todo, f"score {len(todo)} shard(s)", lambda u: {"group": u.group},
+                                 needs=lambda u: Needs(gpu=gpu[u.group]))
         return ScoreResult(len(todo), len(units) - len(todo), records, time.monotonic() - start)

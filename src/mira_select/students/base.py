@@ -22,6 +22,12 @@ WEIGHTS_FILE = "weights.npz"
 class Student(abc.ABC):
     kind: ClassVar[str]
 
+    @classmethod
+    def needs_gpu(cls, params: dict[str, Any]) -> bool:
+        """Whether predicting with these params wants a GPU: what `mira score` tells the executor per unit, read
+        from student.json without loading the model (a Ray unit then reserves ``executor.gpus_per_task``)."""
+        return False
+
     def __init__(self, anchors: list[str], **params: Any):
         self.anchors = list(anchors)
         self.params = params

@@ -78,6 +78,11 @@ def _resolve_base(name: str) -> tuple[str, str | None]:
 class GenerativeStudent(Student):
     kind = "generative"
 
+    @classmethod
+    def needs_gpu(cls, params: dict[str, Any]) -> bool:
+        # allow_cpu runs where there is no GPU: reserving one would leave its units waiting on a CPU-only cluster
+        return not {**DEFAULTS, **params}["allow_cpu"]
+
     def __init__(self, anchors: list[str], **params: Any):
         unknown = set(params) - set(DEFAULTS)
         if unknown:

@@ -13,7 +13,7 @@ from ..errors import MiraError
 from .base import META_FILE, WEIGHTS_FILE, Student
 
 
-def make_student(kind: str, anchors: list[str], **params: Any) -> Student:
+def student_class(kind: str) -> type[Student]:
     if kind == "hashed_linear":
         from .hashed_linear import HashedLinearStudent as cls
     elif kind == "embed_heads":
@@ -22,7 +22,20 @@ def make_student(kind: str, anchors: list[str], **params: Any) -> Student:
         from .generative import GenerativeStudent as cls
     else:
         raise MiraError(f"unknown student kind {kind!r}; choose hashed_linear, embed_heads or generative")
-    return cls(anchors, **params)
+    return cls
+
+
+def make_student(kind: str, anchors: list[str], **params: Any) -> Student:
+    return student_class(kind)(anchors, **params)
+
+
+def saved_student_needs_gpu(directory: Path) -> bool:
+    """Whether the student saved in ``directory`` scores on a GPU (from student.json; nothing is loaded)."""
+    try:
+        meta = orjson.loads((directory / META_FILE).read_bytes())
+    except FileNotFoundError:
+        raise MiraError(f"no trained student in {directory}; run `mira train` first") from None
+    return student_class(meta["kind"]).needs_gpu(meta["params"])
 
 
 def load_student(directory: Path) -> Student:
