@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import psutil
 
 
-def run_peak_rss(args: list[str], env: dict | None = None) -> dict:
-    """Run ``python -m mira_select *args``; -> wall seconds, peak RSS of the process tree and of one process."""
+def run_peak_rss(args: list[str], env: dict | None = None, argv: list[str] | None = None) -> dict:
+    """Run ``python -m mira_select *args`` (or ``argv``); -> wall seconds, peak RSS of the process tree and of one
+    process."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "mira_select", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv or [sys.executable, "-m", "mira_select", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=(err := tempfile.TemporaryFile()))
     root = psutil.Process(proc.pid)
     peak_tree = peak_single = 0
     while proc.poll() is None:
@@ -29,5 +31,11 @@ def run_peak_rss(args: list[str], env: dict | None = None) -> dict:
         time.sleep(0.1)
     wall = time.monotonic() - start
     if proc.returncode:
-        raise SystemExit(f"mira {' '.join(args)} failed: {proc.stderr.read().decode()}")
+        raise SystemExit(f"{' '.join(argv or ['mira', *args])} failed: {_tail(err)}")
     return {"wall": wall, "tree": peak_tree, "single": peak_single}
+
+
+def _tail(fh, n: int = 3000) -> str:
+    """The end of a command's stderr (a file, not a pipe: a chatty command never blocks on a full pipe)."""
+    fh.seek(0)
+    return fh.read().decode(errors="replace")[-n:]
