@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import fsspec
+import zstandard
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -83,3 +84,35 @@ def test_qwen_token_counts_are_real():
     assert counter.count(["def hello(): return 1"]) == [6]
     assert counter.info.vocab_size >= 151643  # Qwen2 BPE vocab + special tokens (GGUF pads to 151936)
     assert len(counter.info.sha256) == 64
+
+
+def test_fast_bpe_counts_equal_the_tokenizers_library(tmp_path):
+    """Counts come from tiktoken's BPE over the bundled vocabulary: they must equal `tokenizers` on the same
+    tokenizer.json, on real records of every format, special-token strings and unnormalized Unicode included."""
+    from mira_select.tokens import TokenCounter
+
+    from .conftest import DEMO_CORPUS
+
+    counter = TokenCounter("qwen2.5-coder")
+    assert counter._bpe is not None
+    texts = []
+    for path in sorted(DEMO_CORPUS.glob("*.jsonl.zst")):
+        lines = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=1 << 30).splitlines()
+        texts += [orjson.loads(line)["text"] for line in lines[:40]]
+    texts += ["<|im_start|>user\nhi<|im_end|>", "Cafe\u0301 vs caf\u00e9", "x" * 5000, "\t\n \r\n  ", "日本語のテキスト"]
+    slow = [len(e.ids) for e in counter._tok.encode_batch(texts, add_special_tokens=False)]
+    assert counter.count(texts) == slow
+    assert counter.count(texts, max_chars_per_call=1000) == slow  # batching does not change a count
+
+
+def test_a_tokenizer_tiktoken_cannot_express_is_counted_by_tokenizers(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from mira_select.tokens import TokenCounter
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    counter = TokenCounter(str(path))
+    assert counter._bpe is None and counter.count(["a b c", "a"]) == [3, 1]

@@ -2,8 +2,12 @@
 
 Budgets are in tokens, as the paper counts them (Qwen2.5-Coder's tokenizer), so counts must come from that
 tokenizer, not a chars/4 guess. The tokenizer.json is bundled in the package (extracted from the Qwen2.5-Coder
-GGUF, Apache-2.0) and loaded with the `tokenizers` library; counting is the expensive part of ingest, so it is
-done once there, in batches, and stored as ``n_tokens``.
+GGUF, Apache-2.0). Counting is the expensive part of ingest, so it is done once there, in batches, and stored as
+``n_tokens``.
+
+A byte-level BPE tokenizer.json (Qwen2.5's is one) is counted with `tiktoken`'s BPE over the same vocabulary,
+pre-tokenizer regex and NFC normalization: the same tokens, 7-8x faster than `tokenizers` on one core (measured:
+39.5 MB of demo records, counts identical on all 8,282). Any other tokenizer.json is counted by `tokenizers`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import orjson
 
 from .errors import MiraError
 
@@ -37,11 +43,14 @@ class TokenCounter:
 
     def __init__(self, spec: str = "qwen2.5-coder"):
         self.spec = spec
-        self._tok, self.info = _load(spec)
+        self._tok, self.info, config = _load(spec)
+        self._bpe = _tiktoken_bpe(config)
 
     def count(self, texts: list[str], max_chars_per_call: int = 1 << 20) -> list[int]:
         """Token count per text. Batches are cut at ~1 MB of text: an Encoding keeps ids, offsets and token
         strings (~100 bytes per token), so one call over a whole row group of long records would hold gigabytes."""
+        if self._bpe is not None:
+            return self._count_bpe(texts, max_chars_per_call)
         out: list[int] = []
         start = 0
         while start < len(texts):
@@ -51,6 +60,21 @@ class TokenCounter:
                 end += 1
             out.extend(len(e.ids) for e in self._tok.encode_batch(texts[start:end], add_special_tokens=False))
             start = end
+        return out
+
+    def _count_bpe(self, texts: list[str], max_chars_per_call: int) -> list[int]:
+        import unicodedata
+
+        out: list[int] = []
+        batch, size = [], 0
+        for text in texts:
+            batch.append(unicodedata.normalize("NFC", text))
+            size += len(text)
+            if size >= max_chars_per_call:
+                out += map(len, self._bpe.encode_batch(batch, num_threads=1, allowed_special="all"))
+                batch, size = [], 0
+        if batch:
+            out += map(len, self._bpe.encode_batch(batch, num_threads=1, allowed_special="all"))
         return out
 
     def __reduce__(self):
@@ -91,4 +115,47 @@ def _load(spec: str):
         tok = Tokenizer.from_str(data.decode("utf-8"))
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
         raise MiraError(f"cannot load tokenizer {spec!r}: {exc}") from None
-    return tok, TokenizerInfo(name=name, sha256=digest, vocab_size=tok.get_vocab_size())
+    return tok, TokenizerInfo(name=name, sha256=digest, vocab_size=tok.get_vocab_size()), orjson.loads(data)
+
+
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """The byte-level BPE alphabet: each byte is written as one printable character in vocab strings."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _tiktoken_bpe(config: dict):
+    """A tiktoken Encoding equal to this tokenizer.json, or None when it is not one tiktoken can express: a
+    byte-level BPE whose merge order is its id order, one Split regex then ByteLevel, NFC or no normalizer."""
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    model, pre, norm = config.get("model") or {}, config.get("pre_tokenizer") or {}, config.get("normalizer")
+    steps = pre.get("pretokenizers") or []
+    if (model.get("type") != "BPE" or norm not in (None, {"type": "NFC"}) or len(steps) != 2
+            or steps[0].get("type") != "Split" or "Regex" not in steps[0].get("pattern", {})
+            or steps[1].get("type") != "ByteLevel" or steps[1].get("use_regex")):
+        return None
+    decode = _gpt2_byte_decoder()
+    try:
+        ranks = {bytes(decode[c] for c in token): i for token, i in model["vocab"].items()}
+    except KeyError:  # a vocab string outside the byte alphabet: not byte-level
+        return None
+    last = -1
+    for merge in model.get("merges") or []:  # tiktoken merges by rank: merge order must be the merged ids' order
+        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        rank = ranks.get(bytes(decode[c] for c in left + right), -1)
+        if rank <= last:
+            return None
+        last = rank
+    special = {t["content"]: t["id"] for t in config.get("added_tokens", [])}
+    return tiktoken.Encoding("mira-bpe", pat_str=steps[0]["pattern"]["Regex"], mergeable_ranks=ranks,
+                             special_tokens=special)
