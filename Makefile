@@ -52,7 +52,7 @@ eval: $(STAMP)
 	$(BIN)/mira eval -c $(DEMO)
 
 bench: $(STAMP)
-	$(BIN)/python bench/ingest_memory.py
+	$(BIN)/python bench/scale.py --base-share 0.1
 	$(BIN)/python bench/teacher.py
 	$(BIN)/python bench/injection.py
 	$(BIN)/python bench/score.py
