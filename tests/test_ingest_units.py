@@ -178,3 +178,17 @@ def test_a_bad_unit_size_is_a_config_error_naming_the_field(tmp_path: Path, valu
         load_config(path)
     path = write_config(tmp_path, [{"name": "s", "paths": ["in"]}], ingest={"unit_bytes": "64MiB"})
     assert load_config(path).ingest.unit_bytes == 64 << 20
+
+
+def test_switching_the_duplicate_policy_redoes_only_the_shards_with_repeats(tmp_path: Path):
+    plain_source(tmp_path / "inc" / "in")
+    ingest(tmp_path / "inc", unit_bytes=25_000)
+    ws = tmp_path / "inc" / "ws"
+    before = {p: p.stat().st_mtime_ns for p in (ws / "records" / "s").glob("*.parquet")}
+    ingest(tmp_path / "inc", unit_bytes=25_000, on_duplicate_id="rename")
+    rewritten = [p.name for p, t in before.items() if p.stat().st_mtime_ns != t]
+    assert 1 <= len(rewritten) <= 3  # the shards holding a repeat; the units without one stay as they were
+    shutil.copytree(tmp_path / "inc" / "in", tmp_path / "clean" / "in")
+    ingest(tmp_path / "clean", unit_bytes=25_000, on_duplicate_id="rename")
+    assert records(ws) == records(tmp_path / "clean" / "ws")
+    assert quarantine(ws) == quarantine(tmp_path / "clean" / "ws")

@@ -109,9 +109,9 @@ class IngestStage:
         """Resolve every source's inputs and units before anything is written: a bad path fails the run up front."""
         tok = get_counter(self.cfg.tokenizer).info
         unit_bytes = self.cfg.ingest.unit_bytes
-        # unit_bytes is left out of the shared inputs: each unit names its own split, so a new unit size redoes
-        # only the files whose cuts move
-        ingest_conf = self.cfg.ingest.model_dump(mode="json", exclude={"unit_bytes"})
+        # Left out of what every unit reads: unit_bytes (each unit names its own split, so a new unit size redoes
+        # only the files whose cuts move) and on_duplicate_id (applied by the source's finalize, which names it)
+        ingest_conf = self.cfg.ingest.model_dump(mode="json", exclude={"unit_bytes", "on_duplicate_id"})
         plan: dict[str, list[UnitTask]] = {}
         for src in self.cfg.sources:
             try:
@@ -136,7 +136,8 @@ class IngestStage:
         return plan
 
     def source_unit(self, name: str, tasks: list[UnitTask]) -> Unit:
-        return Unit.of(STAGE, f"{name}/_source", {"units": [t.unit.fingerprint for t in tasks]},
+        return Unit.of(STAGE, f"{name}/_source", {"units": [t.unit.fingerprint for t in tasks],
+                                                   "config.ingest.on_duplicate_id": self.cfg.ingest.on_duplicate_id},
                        [t.shard(self.ws) for t in tasks])
 
     def units(self) -> list[Unit]:

@@ -62,7 +62,7 @@ class UnitTask:
 
 
 @dataclass
-class FileResult:
+class UnitResult:
     key: str
     counts: Counts
     skipped: bool = False
@@ -109,16 +109,14 @@ class _Buffer:
         return tokens, nbytes
 
 
-def ingest_unit(task: UnitTask, force: bool = False) -> FileResult:
+def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
     """Run one unit (skipped when its marker is current, unless ``force``): shard, quarantine part, run, marker."""
     ws = Workspace(task.ws_root)
     ledger = Ledger(ws)
     src, cfg = task.source, task.ingest
     if not force and ledger.is_current(task.unit):
         marker = ledger.info(STAGE, task.key)
-        return FileResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
-    for kind in ("dups.jsonl", "xdups.jsonl"):  # finalize's edits of the shard this unit replaces
-        task.part(ws, kind).unlink(missing_ok=True)
+        return UnitResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
 
     counter = get_counter(task.tokenizer)
     guard = contamination_guard(cfg.contamination)
@@ -154,6 +152,8 @@ def ingest_unit(task: UnitTask, force: bool = False) -> FileResult:
                 tokens, nbytes = tokens + t, nbytes + b
         t, b = buf.flush(writer, counter, guard, run)
         tokens, nbytes = tokens + t, nbytes + b
+    for kind in ("dups.jsonl", "xdups.jsonl"):  # what finalize removed from the shard just replaced (not before:
+        task.part(ws, kind).unlink(missing_ok=True)  # a kill in between would leave that shard without them)
 
     with atomic_path(task.part(ws, "quarantine.jsonl")) as tmp:
         tmp.write_bytes(b"".join(r + b"\n" for r in quarantine.rows))
@@ -171,7 +171,7 @@ def ingest_unit(task: UnitTask, force: bool = False) -> FileResult:
         "contaminated": buf.contaminated,
     }
     ledger.record(task.unit, counts, **info)
-    return FileResult(task.key, counts, info={"counts": counts.to_dict(), **info})
+    return UnitResult(task.key, counts, info={"counts": counts.to_dict(), **info})
 
 
 def max_line_bytes(cfg: IngestConfig) -> int:
