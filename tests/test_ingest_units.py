@@ -192,3 +192,28 @@ def test_switching_the_duplicate_policy_redoes_only_the_shards_with_repeats(tmp_
     ingest(tmp_path / "clean", unit_bytes=25_000, on_duplicate_id="rename")
     assert records(ws) == records(tmp_path / "clean" / "ws")
     assert quarantine(ws) == quarantine(tmp_path / "clean" / "ws")
+
+
+def test_equal_hashes_of_different_ids_are_not_duplicates(tmp_path: Path):
+    """Runs are compared by hash first; a collision (forged here: blake2b-64 collisions are too rare to find) must
+    not cost a record, while a real repeat next to it is still found."""
+    from mira_select.stages.ingest_dedup import RunRef, RunWriter, decide, find_repeats
+
+    for name, ids in (("a", ["x", "y", "z"]), ("b", ["w", "x"])):
+        run = RunWriter()
+        run.add(ids, list(range(1, len(ids) + 1)))
+        run.write(tmp_path / f"{name}.ids.parquet")
+    a = pq.read_table(tmp_path / "a.ids.parquet")
+    b = pq.read_table(tmp_path / "b.ids.parquet").to_pydict()
+    y_hash = a.column("hash")[a.column("id").to_pylist().index("y")].as_py()
+    b["hash"][b["id"].index("w")] = y_hash  # "w" now shares y's hash
+    order = sorted(range(2), key=lambda i: b["hash"][i])
+    pq.write_table(pa.table({k: [v[i] for i in order] for k, v in b.items()}, schema=a.schema),
+                   tmp_path / "b.ids.parquet")
+    runs = [RunRef(0, "a.jsonl", "part-00000", tmp_path / "a.ids.parquet"),
+            RunRef(1, "b.jsonl", "part-00001", tmp_path / "b.ids.parquet")]
+    found = find_repeats(runs)
+    assert sorted(e.id for e in found) == ["w", "x", "x", "y"]  # candidates by hash
+    decisions = decide(found, {0: "a.jsonl", 1: "b.jsonl"}, "quarantine")
+    assert list(decisions) == ["part-00001"]
+    assert list(decisions["part-00001"].drops.values()) == [(2, "duplicate id 'x' (first in a.jsonl)", True)]

@@ -45,8 +45,8 @@ def id_hashes(ids: list[str]) -> np.ndarray:
 
 
 class RunWriter:
-    """Collects a unit's (hash, line, id) per written batch — numpy and Arrow arrays, not Python objects — and writes
-    them sorted by hash; ``row`` is the record's position in the unit's shard."""
+    """Collects a unit's (hash, line, id) per written batch — numpy and Arrow arrays, not Python objects — and
+    writes them sorted by hash; ``row`` is the record's position in the unit's shard."""
 
     def __init__(self):
         self.hashes: list[np.ndarray] = []
