@@ -90,3 +90,43 @@ def test_rerun_of_completed_ingest_does_no_work(tmp_path: Path):
     third = run_mira("ingest", "-c", str(cfg), check=True)
     assert "1 file(s) processed" in third.stdout
     assert pq.read_table(ws / "records" / "a" / "part-00000.parquet").column("format").unique().to_pylist() == ["code"]
+
+
+def test_kill_while_a_split_file_is_half_done_then_resume_equals_clean_run(tmp_path: Path):
+    """One plain JSONL file cut into units; SIGKILL after a few of them: the rest run, nothing is redone twice."""
+    with open(DEMO_CORPUS / "code_python_pypi.jsonl.zst", "rb") as fh:
+        lines = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh)).read().splitlines()[:1000]
+    lines.insert(900, lines[30])  # a repeat in a late unit of an id of the first: quarantined after the resume too
+    sources = [{"name": "py", "paths": ["in/big.jsonl"]}]
+    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    for d in (clean_dir, killed_dir):
+        write_jsonl(d / "in" / "big.jsonl", lines)
+        write_config(d, sources, ingest={"exclude_fields": ["group", "format", "meta.lowq_kind"],
+                                         "unit_bytes": 400_000})
+    run_mira("ingest", "-c", str(clean_dir / "mira.yaml"), "-w", "1", "-q", check=True)
+    n_units = len(list((clean_dir / "ws" / "records" / "py").glob("part-00000-*.parquet")))
+    assert n_units >= 10
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "ingest", "-c", str(killed_dir / "mira.yaml"),
+                             "-w", "1", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    markers = killed_dir / "ws" / "_done" / "ingest" / "py"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(markers.glob("part-*.json"))) < 3:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = sorted(p.stem for p in markers.glob("part-*.json"))
+    assert 3 <= len(done_before) < n_units, "the kill must land while the file is half done"
+    shard_dir = killed_dir / "ws" / "records" / "py"
+    mtimes = {name: (shard_dir / f"{name}.parquet").stat().st_mtime_ns for name in done_before}
+
+    again = run_mira("ingest", "-c", str(killed_dir / "mira.yaml"), "-w", "1", check=True)
+    assert f"1 file(s) processed, 0 already complete ({n_units - len(done_before)} unit(s) run)" in again.stdout
+    for name, mtime in mtimes.items():  # finished units are not redone (the first holds no repeat to remove)
+        assert (shard_dir / f"{name}.parquet").stat().st_mtime_ns == mtime, name
+    assert _snapshot(killed_dir / "ws") == _snapshot(clean_dir / "ws")
+    assert not list(shard_dir.glob(".tmp-*"))
+    q_clean = (clean_dir / "ws" / "quarantine" / "py.jsonl").read_text().splitlines()
+    assert (killed_dir / "ws" / "quarantine" / "py.jsonl").read_text().splitlines() == q_clean
+    assert len(q_clean) == 1 and '"line":901' in q_clean[0] and "(first at line 31)" in q_clean[0]

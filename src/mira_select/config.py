@@ -86,7 +86,27 @@ class ContaminationConfig(_Strict):
     threshold: float = Field(0.5, gt=0, le=1, description="share of a solution's n-grams a record must cover")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(value: Any) -> Any:
+    """``256MiB`` / ``1GB`` / ``4096`` -> bytes; anything else is left for pydantic to reject with the field name."""
+    if isinstance(value, bool):  # YAML `yes` would otherwise pass as 1 byte
+        raise ValueError(f"expected a size in bytes, got {value!r}")
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f"expected a size in bytes such as 268435456, '256MiB' or '1GB', got {value!r}")
+        return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    return value
+
+
 class IngestConfig(_Strict):
+    unit_bytes: int = Field(
+        256 << 20, gt=0, description="a larger plain JSONL file is cut into line-aligned units of about this size, a "
+                                     "Parquet file into groups of row groups: its parts are ingested in parallel")
     max_record_chars: int = Field(1_000_000, gt=0, description="longer records are quarantined, not truncated")
     row_group_records: int = Field(2048, gt=0, description="records buffered before a Parquet row group is written")
     quarantine_raw_chars: int = Field(2000, ge=0, description="how much of a rejected line the quarantine keeps")
@@ -94,6 +114,11 @@ class IngestConfig(_Strict):
     exclude_fields: list[str] = Field(default_factory=list, description="applied to every source")
     tokenizer_batch: int = Field(256, gt=0)
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
+
+    @field_validator("unit_bytes", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return parse_size(v)
 
 
 class ExecutorConfig(_Strict):

@@ -32,8 +32,8 @@ def ingest(
         console.print(f"ingest: nothing to do — {len(result.manifest['sources'])} source(s) already complete "
                       f"in {stage.ws.root}")
     else:
-        console.print(f"ingest: {result.files_done} file(s) processed, {result.files_skipped} already complete, "
-                      f"{result.seconds:.1f}s")
+        console.print(f"ingest: {result.files_done} file(s) processed, {result.files_skipped} already complete "
+                      f"({result.units_done} unit(s) run), {result.seconds:.1f}s")
     print_manifest(result.manifest)
 
 

@@ -64,16 +64,25 @@ class _ZstdRaw(io.RawIOBase):
         self._pending += b"".join(out)
 
 
+def codec_of(name: str) -> str | None:
+    """The compression a file name's extension says (zst | gz | bz2 | xz), None for a plain file."""
+    lower = name.lower()
+    for codec, suffixes in (("zst", (".zst", ".zstd")), ("gz", (".gz",)), ("bz2", (".bz2",)), ("xz", (".xz",))):
+        if lower.endswith(suffixes):
+            return codec
+    return None
+
+
 def open_decompressed(fh: BinaryIO, name: str) -> BinaryIO:
     """Wrap a binary file handle with the decompressor its extension names; plain files pass through."""
-    lower = name.lower()
-    if lower.endswith(".zst") or lower.endswith(".zstd"):
+    codec = codec_of(name)
+    if codec == "zst":
         return io.BufferedReader(_ZstdRaw(fh), buffer_size=1 << 20)
-    if lower.endswith(".gz"):
+    if codec == "gz":
         return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
-    if lower.endswith(".bz2"):
+    if codec == "bz2":
         return bz2.BZ2File(fh, mode="rb")  # type: ignore[return-value]
-    if lower.endswith(".xz"):
+    if codec == "xz":
         return lzma.LZMAFile(fh, mode="rb")  # type: ignore[return-value]
     return fh if hasattr(fh, "peek") else io.BufferedReader(fh, buffer_size=1 << 20)  # type: ignore[arg-type]
 

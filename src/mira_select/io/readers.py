@@ -8,6 +8,7 @@ record batches.
 
 from __future__ import annotations
 
+import io
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -17,6 +18,7 @@ import orjson
 
 from ..errors import MiraError
 from .compression import decompression_errors, open_decompressed
+from .splits import RangeReader, Split
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 COMPRESSION_SUFFIXES = ("", ".gz", ".zst", ".zstd", ".bz2", ".xz")
@@ -108,31 +110,36 @@ def _files_under(fs, path: str, reader: str) -> list[tuple[str, str]]:
     return out
 
 
-def read_items(f: InputFile, max_line_bytes: int) -> Iterator[RawItem]:
+def read_items(f: InputFile, max_line_bytes: int, split: Split | None = None) -> Iterator[RawItem]:
+    """The items of a file, or of one unit of it (``split``): numbers are always the line/row within the whole file."""
+    split = split or Split()
     if f.kind == "jsonl":
-        yield from _read_jsonl(f, max_line_bytes)
+        yield from _read_jsonl(f, max_line_bytes, split)
     elif f.kind == "parquet":
-        yield from _read_parquet(f)
+        yield from _read_parquet(f, split)
     elif f.kind == "hf":
         yield from _read_arrow_stream(f)
     else:  # pragma: no cover - kinds come from kind_of / config literal
         raise MiraError(f"{f.url}: unsupported reader {f.kind!r}")
 
 
-def _read_jsonl(f: InputFile, max_line_bytes: int) -> Iterator[RawItem]:
+def _read_jsonl(f: InputFile, max_line_bytes: int, split: Split) -> Iterator[RawItem]:
     with fsspec.open(f.url, "rb") as raw:
-        fh = open_decompressed(raw, f.url)
+        if split.whole:
+            fh = open_decompressed(raw, f.url)
+        else:  # a line-aligned byte range of a plain file (io/splits.py)
+            raw.seek(split.start)
+            fh = io.BufferedReader(RangeReader(raw, split.end - split.start), buffer_size=1 << 20)
         try:
-            yield from _jsonl_lines(fh, max_line_bytes)
+            yield from _jsonl_lines(fh, max_line_bytes, split.first_line, array_ok=split.start == 0)
         except decompression_errors() as exc:
             # Everything from here to the end of the file is unreadable: one quarantine row says so.
             yield RawItem(line=-1, row=None, error=f"unreadable rest of file: {exc}")
 
 
-def _jsonl_lines(fh, max_line_bytes: int) -> Iterator[RawItem]:
+def _jsonl_lines(fh, max_line_bytes: int, line_no: int = 0, array_ok: bool = True) -> Iterator[RawItem]:
     first = fh.peek(1)[:1]
-    line_no = 0
-    if first == b"[":  # a JSON array file (not JSONL): not streamable, read whole
+    if first == b"[" and array_ok:  # a JSON array file (not JSONL): not streamable, read whole
         data = fh.read()
         try:
             rows = orjson.loads(data)
@@ -180,7 +187,7 @@ def _jsonl_lines(fh, max_line_bytes: int) -> Iterator[RawItem]:
         yield RawItem(line=line_no, row=row)
 
 
-def _read_parquet(f: InputFile, batch_size: int = 1024) -> Iterator[RawItem]:
+def _read_parquet(f: InputFile, split: Split, batch_size: int = 1024) -> Iterator[RawItem]:
     import pyarrow.parquet as pq
 
     with fsspec.open(f.url, "rb") as fh:
@@ -189,7 +196,8 @@ def _read_parquet(f: InputFile, batch_size: int = 1024) -> Iterator[RawItem]:
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for non-parquet bytes
             yield RawItem(line=-1, row=None, error=f"not a readable Parquet file: {exc}")
             return
-        yield from _rows(pf.iter_batches(batch_size=batch_size))
+        groups = list(split.row_groups) if split.row_groups is not None else None
+        yield from _rows(pf.iter_batches(batch_size=batch_size, row_groups=groups), split.first_line)
 
 
 def _read_arrow_stream(f: InputFile) -> Iterator[RawItem]:
@@ -207,8 +215,7 @@ def _read_arrow_stream(f: InputFile) -> Iterator[RawItem]:
         yield from _rows(batches)
 
 
-def _rows(batches) -> Iterator[RawItem]:
-    n = 0
+def _rows(batches, n: int = 0) -> Iterator[RawItem]:
     try:
         for batch in batches:
             for row in batch.to_pylist():

@@ -19,14 +19,27 @@ COMPRESSION = "zstd"
 
 
 @contextlib.contextmanager
-def shard_writer(path: Path, schema: pa.Schema) -> Iterator["ShardWriter"]:
-    """Open a shard for streaming writes; it appears at ``path`` only if the block finishes without error."""
+def shard_writer(path: Path, schema: pa.Schema, file_metadata: dict[str, str] | None = None
+                 ) -> Iterator["ShardWriter"]:
+    """Open a shard for streaming writes; it appears at ``path`` only if the block finishes without error.
+
+    ``file_metadata`` goes into the Parquet footer (not the Arrow schema, so tables read from shards with and
+    without it still concatenate): a state that must change together with the rows, in the same atomic rename.
+    """
     with atomic_path(path) as tmp:
         writer = pq.ParquetWriter(tmp, schema, compression=COMPRESSION, compression_level=3)
         try:
             yield ShardWriter(writer, schema)
+            if file_metadata:
+                writer.add_key_value_metadata(file_metadata)
         finally:
             writer.close()
+
+
+def footer_value(path: Path, key: str) -> str | None:
+    """A value written with ``shard_writer(..., file_metadata=...)`` (reads only the footer)."""
+    value = (pq.ParquetFile(path).metadata.metadata or {}).get(key.encode())
+    return None if value is None else value.decode()
 
 
 class ShardWriter:

@@ -1,22 +1,24 @@
 """`mira ingest`: every configured source → normalized record shards, a quarantine file and the manifest.
 
-One input file = one shard = one work unit with its own completion marker, so a killed run redoes only the files
-it had not finished. After all files of a source are done, a per-source pass removes ids repeated *across* files
-(the first occurrence in file order wins, as in a single sequential pass), merges the quarantine parts, and the
-manifest is rebuilt from the shards themselves so its numbers always describe what is on disk.
+A work unit is a whole input file or, for a large one, a part of it (io/splits.py): each unit has its own shard and
+completion marker, so a killed run redoes only the units it had not finished, and the parts of one big file run on
+all workers at once. After all units of a source are done, a per-source pass removes repeated ids by merging the
+units' sorted id runs (the first occurrence in file and line order wins, as in one sequential pass;
+stages/ingest_dedup.py), merges the quarantine parts, and the manifest is rebuilt from the shards themselves so its
+numbers always describe what is on disk.
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
+import itertools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -24,33 +26,38 @@ from ..config import MiraConfig
 from ..errors import MiraError
 from ..executor import Executor, make_executor
 from ..io.readers import InputFile, expand_paths
-from ..io.shards import shard_writer
+from ..io.splits import Split, scan, splittable, unit_stem
 from ..progress import Reporter
 from ..tokens import get_counter
 from ..ledger import Ledger, Unit, digest
-from ..workspace import Counts, Workspace, atomic_path, file_digest, read_json, remove_temp_files, write_json
-from .ingest_file import STAGE, FileTask, ingest_file, quarantine_part
+from ..workspace import Counts, Workspace, atomic_path, read_json, remove_temp_files, write_json
+from . import ingest_dedup as dedup
+from .ingest_file import STAGE, UnitTask, ingest_unit, raw_rows
 
 
 @dataclass
 class IngestResult:
     manifest: dict[str, Any]
-    files_done: int = 0
-    files_skipped: int = 0
+    files_done: int = 0  # files with at least one unit run now
+    files_skipped: int = 0  # files whose units were all current
+    units_done: int = 0
+    units_skipped: int = 0
     seconds: float = 0.0
     sources_finalized: int = 0
 
     @property
     def did_work(self) -> bool:
-        return self.files_done > 0 or self.sources_finalized > 0
+        return self.units_done > 0 or self.sources_finalized > 0
 
 
 class InputDigests:
-    """Content digests of input files, remembered by (url, size, mtime) so a re-run does not re-read the corpus.
+    """Content digests and units of input files, remembered by (url, size, mtime) so a re-run does not re-read the
+    corpus.
 
-    Local files are hashed (sha256 of the bytes) once per change of size or mtime; a remote file's version is what
-    its filesystem reports (ETag / checksum / mtime) with its size — never only its name, so replacing a file with
-    new content of the same size is a change.
+    Local files are read once per change of size or mtime: that one pass hashes them (sha256 of the bytes) and, for
+    a file that can be cut, finds its cut points and the line count before each (io/splits.py), so splitting costs
+    no extra read. A remote file's version is what its filesystem reports (ETag / checksum / mtime) with its size —
+    never only its name, so replacing a file with new content of the same size is a change; remote files stay whole.
     """
 
     def __init__(self, path: Path):
@@ -58,22 +65,23 @@ class InputDigests:
         self.known: dict[str, list] = read_json(path) if path.exists() else {}
         self.dirty = False
 
-    def get(self, f: InputFile) -> str:
+    def get(self, f: InputFile, unit_bytes: int) -> tuple[str, list[Split]]:
         import fsspec
 
         fs, p = fsspec.core.url_to_fs(f.url)
         info = fs.info(p)
         if "://" in f.url and not f.url.startswith("file://"):
             version = [info.get(k) for k in ("ETag", "etag", "checksum", "md5", "mtime", "LastModified")]
-            return digest({"size": f.size, "version": version})
+            return digest({"size": f.size, "version": version}), [Split(size=f.size)]
         stamp = [f.size, Path(p).stat().st_mtime_ns]
+        cut = unit_bytes if splittable(f.kind, f.url) else None  # the units of other files do not depend on it
         hit = self.known.get(f.url)
-        if hit and hit[:2] == stamp:
-            return hit[2]
-        value = file_digest(Path(p))
-        self.known[f.url] = [*stamp, value]
+        if hit and hit[:2] == stamp and len(hit) == 5 and hit[3] == cut:
+            return hit[2], [Split.from_json(s) for s in hit[4]]
+        value, splits = scan(Path(p), f.kind, unit_bytes)
+        self.known[f.url] = [*stamp, value, cut, [s.to_json() for s in splits]]
         self.dirty = True
-        return value
+        return value, splits
 
     def save(self) -> None:
         if self.dirty:
@@ -97,30 +105,40 @@ class IngestStage:
             self._executor = make_executor(self.cfg.executor)
         return self._executor
 
-    def plan(self) -> dict[str, list[FileTask]]:
-        """Resolve every source's inputs before anything is written: a bad path fails the run up front."""
+    def plan(self) -> dict[str, list[UnitTask]]:
+        """Resolve every source's inputs and units before anything is written: a bad path fails the run up front."""
         tok = get_counter(self.cfg.tokenizer).info
-        plan: dict[str, list[FileTask]] = {}
+        unit_bytes = self.cfg.ingest.unit_bytes
+        # Left out of what every unit reads: unit_bytes (each unit names its own split, so a new unit size redoes
+        # only the files whose cuts move) and on_duplicate_id (applied by the source's finalize, which names it)
+        ingest_conf = self.cfg.ingest.model_dump(mode="json", exclude={"unit_bytes", "on_duplicate_id"})
+        plan: dict[str, list[UnitTask]] = {}
         for src in self.cfg.sources:
             try:
                 files = expand_paths(src.paths, str(self.cfg.base_dir), src.reader)
             except MiraError as exc:
                 raise MiraError(f"source {src.name!r}: {exc}") from None
             common = {f"config.sources.{src.name}": src.model_dump(mode="json"),
-                      "config.ingest": self.cfg.ingest.model_dump(mode="json"), "tokenizer": tok.sha256}
-            plan[src.name] = [
-                FileTask(str(self.ws.root), src, self.cfg.ingest, self.cfg.tokenizer, f, i,
-                         Unit.of(STAGE, f"{src.name}/part-{i:05d}",
-                                 {**common, "file": {"name": f.name, "content": self.digests.get(f)}},
-                                 [self.ws.record_shard(src.name, i)]))
-                for i, f in enumerate(files)
-            ]
+                      "config.ingest": ingest_conf, "tokenizer": tok.sha256}
+            tasks: list[UnitTask] = []
+            for i, f in enumerate(files):
+                content, splits = self.digests.get(f, unit_bytes)
+                for j, split in enumerate(splits):
+                    stem = unit_stem(i, j, len(splits))
+                    key = f"{src.name}/{stem}"
+                    outputs = [self.ws.records_dir(src.name) / f"{stem}.parquet",
+                               self.ws.work_dir(STAGE, src.name, f"{stem}.ids.parquet")]
+                    inputs = {**common, "file": {"name": f.name, "content": content}, "split": split.to_json()}
+                    tasks.append(UnitTask(str(self.ws.root), src, self.cfg.ingest, self.cfg.tokenizer, f, i, split,
+                                          stem, Unit.of(STAGE, key, inputs, outputs)))
+            plan[src.name] = tasks
         self.digests.save()
         return plan
 
-    def source_unit(self, name: str, tasks: list[FileTask]) -> Unit:
-        return Unit.of(STAGE, f"{name}/_source", {"files": [t.unit.fingerprint for t in tasks]},
-                       [self.ws.record_shard(name, t.index) for t in tasks])
+    def source_unit(self, name: str, tasks: list[UnitTask]) -> Unit:
+        return Unit.of(STAGE, f"{name}/_source", {"units": [t.unit.fingerprint for t in tasks],
+                                                   "config.ingest.on_duplicate_id": self.cfg.ingest.on_duplicate_id},
+                       [t.shard(self.ws) for t in tasks])
 
     def units(self) -> list[Unit]:
         return [u for name, ts in self.plan().items() for u in (*(t.unit for t in ts), self.source_unit(name, ts))]
@@ -137,15 +155,18 @@ class IngestStage:
         remove_temp_files(scratch)
 
         tasks = [t for ts in plan.values() for t in ts]
-        todo = [t for t in tasks if not self._file_done(t)]
-        result = IngestResult(manifest={}, files_skipped=len(tasks) - len(todo))
+        todo = [t for t in tasks if not self.ledger.is_current(t.unit)]
+        files = {(t.source.name, t.file_index) for t in tasks}
+        touched = {(t.source.name, t.file_index) for t in todo}
+        result = IngestResult(manifest={}, files_done=len(touched), files_skipped=len(files - touched),
+                              units_skipped=len(tasks) - len(todo))
         if todo:
-            total = sum(max(t.file.size, 1) for t in todo)
-            self.executor.prepare(self.ws.root, [t.file.url for t in todo])  # made only when there is work
-            with self.reporter.task(f"ingest {len(todo)} file(s)", total=total) as bar:
-                for task, _ in self.executor.map_unordered(ingest_file, todo):
-                    result.files_done += 1
-                    bar.advance(max(task.file.size, 1))
+            total = sum(max(t.split.size, 1) for t in todo)
+            self.executor.prepare(self.ws.root, list(dict.fromkeys(t.file.url for t in todo)))
+            with self.reporter.task(f"ingest {len(todo)} unit(s) of {len(touched)} file(s)", total=total) as bar:
+                for task, _ in self.executor.map_unordered(ingest_unit, todo):  # made only when there is work
+                    result.units_done += 1
+                    bar.advance(max(task.split.size, 1))
             remove_temp_files(scratch)
 
         sources: dict[str, Any] = {}
@@ -175,31 +196,29 @@ class IngestStage:
         result.seconds = time.monotonic() - start
         return result
 
-    def _file_done(self, t: FileTask) -> bool:
-        return self.ledger.is_current(t.unit)
-
     # ---- per-source finalize ------------------------------------------------------------------------------------
-    def _finalize_source(self, name: str, tasks: list[FileTask]) -> dict[str, Any]:
-        self._remove_stale_shards(name, len(tasks))
-        self._dedupe_across_files(name, len(tasks))
+    def _finalize_source(self, name: str, tasks: list[UnitTask]) -> dict[str, Any]:
+        self._remove_stale_units(name, {t.stem for t in tasks})
+        self._dedupe(name, tasks)
         markers = [self.ws.read_marker(STAGE, t.key) for t in tasks]
         formats: dict[str, int] = {}
         records = tokens = nbytes = contaminated = 0
-        for i in range(len(tasks)):
-            t = pq.read_table(self.ws.record_shard(name, i), columns=["format", "n_tokens", "n_bytes", "contaminated"])
+        for task in tasks:
+            t = pq.read_table(task.shard(self.ws), columns=["format", "n_tokens", "n_bytes", "contaminated"])
             records += t.num_rows
             contaminated += int(pc.sum(t.column("contaminated")).as_py() or 0)
             tokens += int(pc.sum(t.column("n_tokens")).as_py() or 0)
             nbytes += int(pc.sum(t.column("n_bytes")).as_py() or 0)
             for fmt, n in zip(*_value_counts(t.column("format"))):
                 formats[fmt] = formats.get(fmt, 0) + n
-        quarantined, reasons = self._merge_quarantine(name, len(tasks))
+        quarantined, reasons = self._merge_quarantine(name, tasks)
         dropped_reasons: dict[str, int] = {}
         for m in markers:
             for k, v in m["dropped_reasons"].items():
                 dropped_reasons[k] = dropped_reasons.get(k, 0) + v
         summary = {
-            "files": [t.file.name for t in tasks],
+            "files": list(dict.fromkeys(t.file.name for t in tasks)),
+            "units": len(tasks),
             "input_lines": sum(m["counts"]["n_in"] for m in markers),
             "records": records,
             "tokens": tokens,
@@ -219,101 +238,82 @@ class IngestStage:
                                  f"{summary['dropped']} + quarantined {quarantined}")
         return summary
 
-    def _remove_stale_shards(self, name: str, n_files: int) -> None:
-        """Shards left from an earlier run whose source had more files than now."""
-        for path in self.ws.record_shards(name):
-            index = int(path.stem.split("-")[1])
-            if index >= n_files:
-                path.unlink()
-                self.ws.marker_path(STAGE, f"{name}/{path.stem}").unlink(missing_ok=True)
-                for part in self.ws.work_dir(STAGE, name).glob(f"{path.stem}.*"):
-                    part.unlink()
+    def _remove_stale_units(self, name: str, stems: set[str]) -> None:
+        """Shards, markers and scratch parts of units an earlier run had and this plan has not (a file removed, or
+        cut differently)."""
+        stale = [p for p in self.ws.record_shards(name) if p.stem not in stems]
+        markers = self.ws.marker_path(STAGE, f"{name}/_source").parent
+        stale += [p for p in markers.glob("part-*.json") if p.stem not in stems]
+        work = self.ws.work_dir(STAGE, name)
+        stale += [p for p in work.glob("part-*") if p.name.split(".")[0] not in stems]
+        for path in stale:
+            path.unlink(missing_ok=True)
 
-    def _dups_part(self, name: str, index: int):
-        return self.ws.work_dir(STAGE, name, f"part-{index:05d}.dups.jsonl")
+    def _dedupe(self, name: str, tasks: list[UnitTask]) -> None:
+        """Remove (or rename) repeated ids: merge the units' runs, then bring each shard to its decision.
 
-    def _dedupe_across_files(self, name: str, n_files: int) -> None:
-        """Quarantine (or rename) ids already seen in an earlier file of the source.
-
-        Crash-safe order: the dups part is written before the shard is rewritten, and both are idempotent, so a
-        kill between them is repaired by the next run. Memory: 8 bytes per id (a sorted uint64 hash array).
+        A shard is rewritten only when its decision changed. One that carries another decision already (an earlier
+        file changed which of its ids repeat) lost the rows that decision dropped, so its unit runs again first.
+        Crash-safe order: the duplicate quarantine parts are written before the shard, whose footer names the
+        decision it holds, so a kill between them is repaired by the next run.
         """
-        policy = self.cfg.ingest.on_duplicate_id
-        seen = np.empty(0, dtype=np.uint64)
-        earlier: list[tuple[str, np.ndarray]] = []  # (file, sorted hashes) to name where a duplicate came from
-        for i in range(n_files):
-            path = self.ws.record_shard(name, i)
-            keys = pq.read_table(path, columns=["id", "file", "line"])  # not the text: memory stays small
-            if not keys.num_rows:
+        runs = [dedup.RunRef(t.file_index, t.file.name, t.stem, t.part(self.ws, "ids.parquet")) for t in tasks]
+        names = {t.file_index: t.file.name for t in tasks}
+        decisions = dedup.decide(dedup.find_repeats(runs), names, self.cfg.ingest.on_duplicate_id)
+        for task in tasks:
+            decision = decisions.get(task.stem)
+            shard = task.shard(self.ws)
+            have, want = dedup.applied(shard), decision.digest() if decision else None
+            if decision is None:
+                for kind in ("dups.jsonl", "xdups.jsonl"):
+                    task.part(self.ws, kind).unlink(missing_ok=True)
+            if have == want:
                 continue
-            file_name = keys.column("file")[0].as_py()
-            ids = keys.column("id").to_pylist()
-            hashes = _id_hashes(ids)
-            dup_mask = np.isin(hashes, seen)
-            if dup_mask.any():
-                lines = keys.column("line").to_pylist()
-                dup_rows = np.flatnonzero(dup_mask)
-                if policy == "quarantine":
-                    rows = [{"file": file_name, "line": lines[j], "raw": "",
-                             "reason": f"duplicate id {ids[j]!r} (first in {_first_file(earlier, hashes[j])})"}
-                            for j in dup_rows]
-                    with atomic_path(self._dups_part(name, i)) as tmp:
-                        tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-                    hashes = hashes[~dup_mask]
+            if have is not None:
+                ingest_unit(task, force=True)
+            if decision is None:
+                continue
+            within_lines = decision.within_lines
+            within, across = decision.quarantine_rows(task.file.name,
+                                                      raw_rows(task, within_lines) if within_lines else {})
+            for kind, rows in (("dups.jsonl", within), ("xdups.jsonl", across)):
+                if rows:
+                    with atomic_path(task.part(self.ws, kind)) as tmp:
+                        tmp.write_bytes(b"".join(r + b"\n" for r in rows))
                 else:
-                    for j in dup_rows:
-                        ids[j] = f"{ids[j]}#{file_name}:{lines[j]}"
-                    hashes = _id_hashes(ids)
-                _rewrite_shard(path, dup_mask, new_ids=ids if policy == "rename" else None)
-            hashes = np.sort(hashes)
-            earlier.append((file_name, hashes))
-            seen = np.union1d(seen, hashes)
+                    task.part(self.ws, kind).unlink(missing_ok=True)
+            dedup.apply(shard, decision)
 
-    def _merge_quarantine(self, name: str, n_files: int) -> tuple[int, dict[str, int]]:
+    def _merge_quarantine(self, name: str, tasks: list[UnitTask]) -> tuple[int, dict[str, int]]:
+        """Per file, in file order: its units' rows with the repeats of its own earlier lines merged in by line
+        (the order one sequential pass writes), then the repeats of earlier files."""
         n = 0
         reasons: dict[str, int] = {}
         with atomic_path(self.ws.quarantine_path(name)) as tmp, open(tmp, "wb") as out:
-            for i in range(n_files):
-                for part in (quarantine_part(self.ws, name, i), self._dups_part(name, i)):
-                    if not part.exists():
-                        continue
-                    with open(part, "rb") as fh:
-                        for line in fh:
-                            n += 1
-                            reason = orjson.loads(line)["reason"].split(" (")[0].split(":")[0]
-                            reasons[reason] = reasons.get(reason, 0) + 1
-                            out.write(line)
+            for _, group in itertools.groupby(tasks, key=lambda t: t.file_index):
+                units = list(group)
+                rows = heapq.merge(_lines(units, "quarantine.jsonl", self.ws), _lines(units, "dups.jsonl", self.ws),
+                                   key=_line_order)
+                for line in itertools.chain(rows, _lines(units, "xdups.jsonl", self.ws)):
+                    n += 1
+                    reason = orjson.loads(line)["reason"].split(" (")[0].split(":")[0]
+                    reasons[reason] = reasons.get(reason, 0) + 1
+                    out.write(line)
         return n, dict(sorted(reasons.items()))
 
 
-def _rewrite_shard(path, dup_mask: np.ndarray, new_ids: list[str] | None) -> None:
-    """Stream a shard into a new one without the masked rows (or with new ids), one row group at a time."""
-    pf = pq.ParquetFile(path)
-    with shard_writer(path, pf.schema_arrow) as w:
-        offset = 0
-        for rg in range(pf.num_row_groups):
-            batch = pf.read_row_group(rg)
-            n = batch.num_rows
-            if new_ids is not None:
-                w.write_table(batch.set_column(0, "id", [new_ids[offset:offset + n]]))
-            else:
-                w.write_table(batch.filter(pa.array(~dup_mask[offset:offset + n])))
-            offset += n
+def _lines(units: list[UnitTask], kind: str, ws: Workspace):
+    for task in units:
+        part = task.part(ws, kind)
+        if part.exists():
+            with open(part, "rb") as fh:
+                yield from fh
 
 
-def _id_hashes(ids: list[str]) -> np.ndarray:
-    def h(x: str) -> int:
-        return int.from_bytes(hashlib.blake2b(x.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-    return np.fromiter((h(x) for x in ids), dtype=np.uint64, count=len(ids))
-
-
-def _first_file(earlier: list[tuple[str, np.ndarray]], h: np.uint64) -> str:
-    for file_name, hashes in earlier:
-        pos = np.searchsorted(hashes, h)
-        if pos < len(hashes) and hashes[pos] == h:
-            return file_name
-    return "an earlier file"
+def _line_order(row: bytes) -> float:
+    """A row's place within its file: its line; -1 (the unreadable rest of a file) comes last."""
+    line = orjson.loads(row)["line"]
+    return math.inf if line < 0 else line
 
 
 def _value_counts(col) -> tuple[list[str], list[int]]:

@@ -1,9 +1,14 @@
-"""Ingest one input file into one record shard: the unit of work the executor runs, in any process.
+"""Ingest one unit — a whole input file or a part of one (io/splits.py) — into one record shard, in any process.
 
 Per line: parse → drop excluded fields → find the text (or render it from structure) → id (given or
-``<source>/<file>/<line>``) → format → buffer; every full buffer is tokenized in one batch and written as a row
-group. Rejected lines go to a per-shard quarantine part with their line and reason; nothing is silently dropped:
-blank lines are the only "dropped" input, and they are counted.
+``<source>/<file>/<line>``, the line within the whole file) → format → buffer; every full buffer is tokenized in one
+batch and written as a row group. Rejected lines go to a per-unit quarantine part with their line and reason; nothing
+is silently dropped: blank lines are the only "dropped" input, and they are counted.
+
+A unit does not look for repeated ids: it cannot see the other units of its file or source, and a dict of every id
+it has seen would grow with the input. It writes every valid record, and beside the shard a *run* of its ids sorted
+by hash (stages/ingest_dedup.py); the source's finalize pass merges the runs and removes duplicates exactly as one
+sequential pass over the source would.
 """
 
 from __future__ import annotations
@@ -18,17 +23,19 @@ import orjson
 from ..config import ContaminationConfig, IngestConfig, SourceConfig
 from ..io.readers import InputFile, RawItem, read_items
 from ..io.shards import shard_writer
+from ..io.splits import Split
 from ..ledger import Ledger, Unit
 from ..records import RECORD_SCHEMA, detect_format, drop_path, get_path, render_text
 from ..tokens import get_counter
 from ..workspace import Counts, Workspace, atomic_path
+from .ingest_dedup import RunWriter
 
 STAGE = "ingest"
 ROW_GROUP_CHARS = 32 << 20  # a row group also ends at ~32 MB of text + meta, whatever the record count
 
 
 @dataclass(frozen=True)
-class FileTask:
+class UnitTask:
     """Everything a worker needs, picklable: no open handles, no config object graph beyond pydantic models."""
 
     ws_root: str
@@ -36,24 +43,30 @@ class FileTask:
     ingest: IngestConfig
     tokenizer: str
     file: InputFile
-    index: int
-    unit: Unit  # named inputs: the source and ingest config, the tokenizer, the file's content
+    file_index: int
+    split: Split
+    stem: str  # shard name: part-NNNNN (whole file) or part-NNNNN-UUUUU (unit UUUUU of a split file)
+    unit: Unit  # named inputs: the source and ingest config, the tokenizer, the file's content, the split
 
     @property
     def key(self) -> str:
-        return f"{self.source.name}/part-{self.index:05d}"
+        return f"{self.source.name}/{self.stem}"
+
+    def shard(self, ws: Workspace) -> Path:
+        return ws.records_dir(self.source.name) / f"{self.stem}.parquet"
+
+    def part(self, ws: Workspace, kind: str) -> Path:
+        """A scratch file of this unit: quarantine.jsonl, ids.parquet (its run), dups.jsonl / xdups.jsonl (the
+        duplicates finalize removed from its shard: of an earlier line of the same file / of an earlier file)."""
+        return ws.work_dir(STAGE, self.source.name, f"{self.stem}.{kind}")
 
 
 @dataclass
-class FileResult:
+class UnitResult:
     key: str
     counts: Counts
     skipped: bool = False
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def quarantine_part(ws: Workspace, source: str, index: int) -> Path:
-    return ws.work_dir(STAGE, source, f"part-{index:05d}.quarantine.jsonl")
 
 
 class _Quarantine:
@@ -82,26 +95,28 @@ class _Buffer:
     def __len__(self) -> int:
         return len(self.cols["id"])
 
-    def flush(self, writer, counter, guard) -> tuple[int, int]:
+    def flush(self, writer, counter, guard, run: RunWriter) -> tuple[int, int]:
         if not len(self):
             return 0, 0
         self.cols["n_tokens"] = counter.count(self.cols["text"])
         self.cols["contaminated"] = guard(self.cols["text"])
         self.contaminated += sum(self.cols["contaminated"])
         writer.write_rows(self.cols)
+        run.add(self.cols["id"], self.cols["line"])
         tokens, nbytes = sum(self.cols["n_tokens"]), sum(self.cols["n_bytes"])
         self.cols = {name: [] for name in RECORD_SCHEMA.names}
         self.chars = 0
         return tokens, nbytes
 
 
-def ingest_file(task: FileTask) -> FileResult:
+def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
+    """Run one unit (skipped when its marker is current, unless ``force``): shard, quarantine part, run, marker."""
     ws = Workspace(task.ws_root)
     ledger = Ledger(ws)
     src, cfg = task.source, task.ingest
-    if ledger.is_current(task.unit):
+    if not force and ledger.is_current(task.unit):
         marker = ledger.info(STAGE, task.key)
-        return FileResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
+        return UnitResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
 
     counter = get_counter(task.tokenizer)
     guard = contamination_guard(cfg.contamination)
@@ -110,20 +125,19 @@ def ingest_file(task: FileTask) -> FileResult:
     dropped: collections.Counter[str] = collections.Counter()
     formats: collections.Counter[str] = collections.Counter()
     quarantine = _Quarantine(task.file.name, cfg.quarantine_raw_chars)
-    seen_ids: dict[str, int] = {}
+    run = RunWriter()
     ids_assigned = tokens = nbytes = 0
     buf = _Buffer()
-    # A line can be up to ~4 bytes per char of text plus its other fields: read generously, judge the text later.
-    max_line_bytes = cfg.max_record_chars * 4 + 1_000_000
 
-    with shard_writer(ws.record_shard(src.name, task.index), RECORD_SCHEMA) as writer:
-        for item in read_items(task.file, max_line_bytes):
+    shard = task.shard(ws)
+    with shard_writer(shard, RECORD_SCHEMA) as writer:
+        for item in read_items(task.file, max_line_bytes(cfg), task.split):
             counts.n_in += 1
             if item.blank:
                 counts.dropped += 1
                 dropped["blank line"] += 1
                 continue
-            rec = _to_record(item, task, excluded, seen_ids, quarantine)
+            rec = _to_record(item, task, excluded, quarantine)
             if rec is None:
                 counts.quarantined += 1
                 continue
@@ -134,16 +148,20 @@ def ingest_file(task: FileTask) -> FileResult:
             buf.chars += len(rec["text"]) + len(rec["meta"])
             counts.kept += 1
             if len(buf) >= cfg.row_group_records or buf.chars >= ROW_GROUP_CHARS:
-                t, b = buf.flush(writer, counter, guard)
+                t, b = buf.flush(writer, counter, guard, run)
                 tokens, nbytes = tokens + t, nbytes + b
-        t, b = buf.flush(writer, counter, guard)
+        t, b = buf.flush(writer, counter, guard, run)
         tokens, nbytes = tokens + t, nbytes + b
+    for kind in ("dups.jsonl", "xdups.jsonl"):  # what finalize removed from the shard just replaced (not before:
+        task.part(ws, kind).unlink(missing_ok=True)  # a kill in between would leave that shard without them)
 
-    with atomic_path(quarantine_part(ws, src.name, task.index)) as tmp:
+    with atomic_path(task.part(ws, "quarantine.jsonl")) as tmp:
         tmp.write_bytes(b"".join(r + b"\n" for r in quarantine.rows))
+    run.write(task.part(ws, "ids.parquet"))
     info = {
         "file": task.file.name,
         "url": task.file.url,
+        "split": task.split.to_json(),
         "tokens": tokens,
         "bytes": nbytes,
         "formats": dict(formats),
@@ -153,7 +171,31 @@ def ingest_file(task: FileTask) -> FileResult:
         "contaminated": buf.contaminated,
     }
     ledger.record(task.unit, counts, **info)
-    return FileResult(task.key, counts, info={"counts": counts.to_dict(), **info})
+    return UnitResult(task.key, counts, info={"counts": counts.to_dict(), **info})
+
+
+def max_line_bytes(cfg: IngestConfig) -> int:
+    """A line can be up to ~4 bytes per char of text plus its other fields: read generously, judge the text later."""
+    return cfg.max_record_chars * 4 + 1_000_000
+
+
+def raw_rows(task: UnitTask, lines: set[int]) -> dict[int, str]:
+    """The quarantine ``raw`` of some valid lines of this unit, read again from the input.
+
+    Only finalize knows that a record repeats an id of an earlier line in another unit; by then the unit is done
+    and its rows are gone. Reading them again costs one pass over just the units that hold such a duplicate (no
+    tokenizing), and keeps each quarantine row exactly what a single sequential pass would have written.
+    """
+    excluded = list(task.ingest.exclude_fields) + list(task.source.exclude_fields)
+    out: dict[int, str] = {}
+    for item in read_items(task.file, max_line_bytes(task.ingest), task.split):
+        if item.line in lines and item.row is not None:
+            for path in excluded:
+                drop_path(item.row, path)
+            out[item.line] = _raw(item.row)[: task.ingest.quarantine_raw_chars]
+            if len(out) == len(lines):
+                break
+    return out
 
 
 def contamination_guard(cc: ContaminationConfig):
@@ -173,9 +215,7 @@ def contamination_guard(cc: ContaminationConfig):
     return flags
 
 
-def _to_record(
-    item: RawItem, task: FileTask, excluded: list[str], seen_ids: dict[str, int], q: _Quarantine
-) -> dict[str, Any] | None:
+def _to_record(item: RawItem, task: UnitTask, excluded: list[str], q: _Quarantine) -> dict[str, Any] | None:
     """Normalize one parsed line, or quarantine it (returns None) with the reason."""
     src, cfg = task.source, task.ingest
     if item.error is not None or item.row is None:
@@ -209,12 +249,6 @@ def _to_record(
         rid = str(raw_id)
     else:
         rid, assigned = f"{src.name}/{task.file.name}/{item.line}", 1
-    if rid in seen_ids:
-        if cfg.on_duplicate_id == "quarantine":
-            q.add(item.line, f"duplicate id {rid!r} (first at line {seen_ids[rid]})", _raw(row))
-            return None
-        rid = f"{rid}#line{item.line}"
-    seen_ids[rid] = item.line
 
     fmt = src.format if src.format != "auto" else detect_format(row, text)
     meta = {k: v for k, v in row.items() if k not in (src.fields.text, src.fields.id)}
