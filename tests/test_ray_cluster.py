@@ -124,7 +124,7 @@ def _kill_a_unit_while_it_writes(cluster, ws: Path, proc: subprocess.Popen) -> t
         for tmp in records.glob(".tmp-part-*") if records.is_dir() else ():
             part = tmp.name[len(".tmp-"):].split(".parquet")[0]
             unit = f"ingest/{BIG}/{part}"
-            found = cluster.worker_running(f"ray::ingest_file[{unit}]")
+            found = cluster.worker_running(f"ray::ingest_unit[{unit}]")
             if found and tmp.exists():
                 node, pid, _ = found
                 os.kill(pid, signal.SIGKILL)  # `kill -9`, without a fork between the look and the kill
