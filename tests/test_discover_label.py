@@ -154,14 +154,14 @@ def test_dataman_baseline_labels_with_the_fixed_rubric_and_selects_globally(smal
     d = tmp_path / "dm"
     shutil.copytree(small_ws, d, ignore=shutil.ignore_patterns("labels", "students"))
     cfg = yaml.safe_load((d / "mira.yaml").read_text())
-    cfg["label"]["records_per_group"] = 2  # x 3 groups = 6 DataMan labels, as many as MIRA would spend
+    cfg["label"]["records_per_group"] = 1  # x 3 groups = 3 DataMan labels (~25 s each with SmolLM on one thread)
     cfg["baselines"] = {"dataman_max_record_tokens": 64}
     (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = run_mira("dataman", "-c", str(d / "mira.yaml"), check=True)
     labels = d / "ws" / "baselines" / "dataman" / "labels"
     train, val = pq.read_table(labels / "train.parquet"), pq.read_table(labels / "val.parquet")
     dead = (labels / "dead_letter.jsonl").read_text().splitlines()
-    assert train.num_rows + val.num_rows + len(dead) == 6
+    assert train.num_rows + val.num_rows + len(dead) == 3 and train.num_rows >= 1
     assert "score:overall" in train.column_names and "score:sensitivity" in train.column_names
     assert "dataman student" in out.stdout
     sel = run_mira("select", "-c", str(d / "mira.yaml"), "--variant", "dataman", check=True)

@@ -36,9 +36,7 @@ def finished(demo_ws, tmp_path_factory):
     (d / "corpus").symlink_to(demo_ws.parent / "corpus")
     # The session's ingest of the demo corpus, copied: a workspace moved to another path stays current (freshness
     # is by content), and the ~40 s ingest is not paid twice per test session.
-    for name in ("records", "quarantine", "_done/ingest"):
-        shutil.copytree(demo_ws / name, d / "ws" / name)
-    shutil.copy(demo_ws / "manifest.json", d / "ws" / "manifest.json")
+    shutil.copytree(demo_ws, d / "ws")  # ingest's outputs only: records, quarantine, id runs, markers, manifest
     first = run_mira("run", "-c", str(d / "mira.yaml"), "--eval", check=True)
     return d, d / "ws", first
 

@@ -194,8 +194,17 @@ def long_lines(text: str, s: Any) -> str | None:
     return None
 
 
+_ALNUM_RUN = re.compile(r"[^\W_]+")  # str.isalnum() characters exactly (re's \w is them plus "_")
+_SPACE_RUN = re.compile(r"\s+")  # str.isspace() characters exactly
+
+
+def _count(run: re.Pattern, text: str) -> int:
+    """Characters of ``text`` in runs of ``run`` (a C-speed count: a per-character generator cost ~1 s per MB)."""
+    return sum(map(len, run.findall(text)))
+
+
 def alnum_fraction(text: str, s: Any) -> str | None:
-    frac = sum(c.isalnum() for c in text) / max(len(text), 1)
+    frac = _count(_ALNUM_RUN, text) / max(len(text), 1)
     return f"alphanumeric fraction {frac:.2f} (< {s.min_fraction:g})" if frac < s.min_fraction else None
 
 
@@ -219,7 +228,7 @@ def minified(text: str, s: Any) -> str | None:
     if not lines:
         return None
     mean = sum(map(len, lines)) / len(lines)
-    space = sum(c.isspace() for c in text) / max(len(text), 1)
+    space = _count(_SPACE_RUN, text) / max(len(text), 1)
     return f"minified: mean line {mean:.0f} chars, {space:.0%} whitespace" \
         if mean > s.min_mean_line and space < s.max_whitespace else None
 
