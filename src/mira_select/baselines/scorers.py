@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -27,20 +27,23 @@ class RandomScorer(VariantScorer):
         return id_buckets([f"{self.cfg.baselines.seed}:{i}" for i in ids])
 
 
-def reference_texts(cfg: MiraConfig, ws: Workspace) -> list[str]:
+def reference_texts(cfg: MiraConfig, ws: Workspace) -> Iterator[str]:
+    """The reference sample's texts, streamed batch by batch (it is a share of whole sources: it grows with the
+    corpus, so it is never held in a list); an empty sample is an error once the stream ends."""
     ref = cfg.baselines.reference
     if not ref.sources:
         raise MiraError("the ppl and dsir baselines need a target sample: set baselines.reference.sources "
                         "(sources you consider high quality; a held-out share of them becomes the target)")
-    out: list[str] = []
+    n = 0
     for source in ref.sources:
         for shard in ws.record_shards(source):
-            t = pq.read_table(shard, columns=["id", "text"])
-            mask = reference_mask(cfg, source, id_buckets(t.column("id").to_pylist()))
-            out += [x for x, m in zip(t.column("text").to_pylist(), mask) if m]
-    if not out:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=["id", "text"]):
+                mask = reference_mask(cfg, source, id_buckets(batch.column("id").to_pylist()))
+                texts = [x for x, m in zip(batch.column("text").to_pylist(), mask) if m]
+                n += len(texts)
+                yield from texts
+    if not n:
         raise MiraError(f"the reference sample of {', '.join(ref.sources)} is empty; raise baselines.reference.share")
-    return out
 
 
 class SidecarScorer(VariantScorer):

@@ -24,6 +24,7 @@ KEPT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("shard",
                          ("row", pa.int32()), ("score", pa.float32()), ("n_tokens", pa.int32()),
                          ("n_bytes", pa.int32())])
 BATCH = 65_536
+RUN = 2_048  # kept rows read from a record shard at once (the row groups holding them are decoded)
 
 
 def kept_path(ws: Workspace, variant: str) -> Path:
@@ -55,9 +56,8 @@ def _read_rows(ws: Workspace, source: str, shard: str, rows: list[int], ids: lis
 
 
 def iter_kept_records(ws: Workspace, variant: str, columns: list[str]) -> Iterator[pa.Table]:
-    """The kept records' ``columns`` (record-shard columns), in selection order, one record shard's run at a time.
-
-    Memory holds one batch of locations plus one shard's kept rows, whatever the size of the selection."""
+    """The kept records' ``columns`` (record-shard columns), in selection order, at most ``RUN`` rows of one record
+    shard at a time: memory holds one batch of locations plus those rows, whatever the size of the selection."""
     pf = _open(ws, variant)
     run_key: tuple[str, str] | None = None
     rows: list[int] = []
@@ -65,7 +65,7 @@ def iter_kept_records(ws: Workspace, variant: str, columns: list[str]) -> Iterat
     for batch in pf.iter_batches(batch_size=BATCH, columns=["id", "source", "shard", "row"]):
         d = batch.to_pydict()
         for rid, source, shard, row in zip(d["id"], d["source"], d["shard"], d["row"]):
-            if (source, shard) != run_key:
+            if (source, shard) != run_key or len(rows) >= RUN:  # a long run is read in pieces: memory is per piece
                 if rows:
                     yield _read_rows(ws, run_key[0], run_key[1], rows, ids, columns)
                 run_key, rows, ids = (source, shard), [], []
