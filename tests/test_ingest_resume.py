@@ -43,16 +43,7 @@ def test_kill_during_ingest_then_resume_equals_clean_run(tmp_path: Path):
         write_config(d, sources, ingest={"exclude_fields": ["group", "format", "meta.lowq_kind"]})
     run_mira("ingest", "-c", str(clean_dir / "mira.yaml"), "-w", "1", "-q", check=True)
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "ingest", "-c", str(killed_dir / "mira.yaml"),
-                             "-w", "1", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    markers = killed_dir / "ws" / "_done" / "ingest" / "py"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(markers.glob("part-*.json"))) < 2:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = sorted(p.stem for p in markers.glob("part-*.json"))
+    done_before = _kill_after_units(killed_dir, 2, poll=0.05)
     assert 2 <= len(done_before) < N_FILES, "the kill must land mid-run"
     shard_dir = killed_dir / "ws" / "records" / "py"
     mtimes = {name: (shard_dir / f"{name}.parquet").stat().st_mtime_ns for name in done_before}
@@ -107,16 +98,7 @@ def test_kill_while_a_split_file_is_half_done_then_resume_equals_clean_run(tmp_p
     n_units = len(list((clean_dir / "ws" / "records" / "py").glob("part-00000-*.parquet")))
     assert n_units >= 10
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "ingest", "-c", str(killed_dir / "mira.yaml"),
-                             "-w", "1", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    markers = killed_dir / "ws" / "_done" / "ingest" / "py"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(markers.glob("part-*.json"))) < 3:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = sorted(p.stem for p in markers.glob("part-*.json"))
+    done_before = _kill_after_units(killed_dir, 3, poll=0.005)
     assert 3 <= len(done_before) < n_units, "the kill must land while the file is half done"
     shard_dir = killed_dir / "ws" / "records" / "py"
     mtimes = {name: (shard_dir / f"{name}.parquet").stat().st_mtime_ns for name in done_before}
@@ -130,3 +112,18 @@ def test_kill_while_a_split_file_is_half_done_then_resume_equals_clean_run(tmp_p
     q_clean = (clean_dir / "ws" / "quarantine" / "py.jsonl").read_text().splitlines()
     assert (killed_dir / "ws" / "quarantine" / "py.jsonl").read_text().splitlines() == q_clean
     assert len(q_clean) == 1 and '"line":901' in q_clean[0] and "(first at line 31)" in q_clean[0]
+
+
+def _kill_after_units(d, units: int, poll: float) -> list[str]:
+    """Start `mira ingest` in ``d`` as a real process, SIGKILL it once ``units`` units of source "py" are marked
+    done; -> the units finished before the kill."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mira_select", "ingest", "-c", str(d / "mira.yaml"), "-w", "1",
+                             "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    markers = d / "ws" / "_done" / "ingest" / "py"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(markers.glob("part-*.json"))) < units:
+        time.sleep(poll)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return sorted(p.stem for p in markers.glob("part-*.json"))
