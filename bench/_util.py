@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -13,8 +14,9 @@ import psutil
 
 def run_peak_rss(args: list[str], env: dict | None = None, argv: list[str] | None = None) -> dict:
     """Run ``python -m mira_select *args`` (or ``argv``); -> wall seconds, peak RSS of the process tree and of one
-    process."""
+    process, and CPU seconds (user + system) of the descendants it reaped."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(argv or [sys.executable, "-m", "mira_select", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=(err := tempfile.TemporaryFile()))
@@ -32,7 +34,9 @@ def run_peak_rss(args: list[str], env: dict | None = None, argv: list[str] | Non
     wall = time.monotonic() - start
     if proc.returncode:
         raise SystemExit(f"{' '.join(argv or ['mira', *args])} failed: {_tail(err)}")
-    return {"wall": wall, "tree": peak_tree, "single": peak_single}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"wall": wall, "tree": peak_tree, "single": peak_single, "cpu": cpu}
 
 
 def _tail(fh, n: int = 3000) -> str:

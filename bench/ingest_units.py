@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import resource
 import shutil
 import sys
 import tempfile
@@ -71,10 +70,7 @@ def main() -> None:
                    "ingest": {"exclude_fields": ["group", "format", "meta.lowq_kind"],
                               "unit_bytes": f"{args.unit_mb}MiB"}}
             (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = run_peak_rss(["ingest", "-c", str(d / "mira.yaml"), "-w", str(workers), "-q"])
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            r["cpu"] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
             m = orjson.loads((d / "ws" / "manifest.json").read_bytes())["sources"]["big"]
             rows[workers] = {**r, **m}
         shards = [sorted((tmp / f"w{w}" / "ws" / "records" / "big").glob("*.parquet")) for w in counts]

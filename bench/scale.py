@@ -29,7 +29,6 @@ import io
 import json
 import os
 import random
-import resource
 import shutil
 import sys
 import tempfile
@@ -103,15 +102,6 @@ def seed_workspace(ws: Path, demo_ws: Path) -> None:
             shutil.copy(src, ws / name)
 
 
-def timed(args: list[str]) -> dict:
-    """One `mira` command: wall, peak RSS of its process tree, and CPU seconds of the tree."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = run_peak_rss(args)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return r
-
-
 def datatrove_floor(corpus: Path, workers: int) -> dict:
     """datatrove's JsonlReader -> ParquetWriter on the same files, in a child process (RSS and CPU measured the
     same way as ours)."""
@@ -128,11 +118,7 @@ def datatrove_floor(corpus: Path, workers: int) -> dict:
         f" ParquetWriter({str(corpus / 'dt_out')!r}, compression='zstd', adapter=row)],"
         f" tasks={len(list(corpus.glob('*.jsonl')))}, workers={workers},"
         f" logging_dir={str(corpus / 'dt_logs')!r}, skip_completed=False).run()\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = run_peak_rss([], argv=[sys.executable, str(script)])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return r
+    return run_peak_rss([], argv=[sys.executable, str(script)])
 
 
 STAGES = [("ingest", ["ingest"]), ("prefilter", ["prefilter"]), ("score", ["score"]),
@@ -146,7 +132,7 @@ def run_scale(tmp: Path, scale: int, share: float, workers: int, demo_ws: Path, 
     rows = {}
     for name, args in STAGES:
         extra = ["-w", str(workers)] if name in ("ingest", "prefilter", "score") else []
-        rows[name] = timed([*args, "-c", str(cfg), *extra])
+        rows[name] = run_peak_rss([*args, "-c", str(cfg), *extra])
         print(f"  {scale}x {name}: {rows[name]['wall']:.1f} s wall, {rows[name]['tree'] / 1e6:.0f} MB peak",
               flush=True)
     manifest = orjson.loads((cfg.parent / "ws" / "manifest.json").read_bytes())

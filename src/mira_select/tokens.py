@@ -49,36 +49,31 @@ class TokenCounter:
     def count(self, texts: list[str], max_chars_per_call: int = 1 << 20) -> list[int]:
         """Token count per text. Batches are cut at ~1 MB of text: an Encoding keeps ids, offsets and token
         strings (~100 bytes per token), so one call over a whole row group of long records would hold gigabytes."""
-        if self._bpe is not None:
-            return self._count_bpe(texts, max_chars_per_call)
         out: list[int] = []
-        start = 0
-        while start < len(texts):
-            end, size = start, 0
-            while end < len(texts) and (end == start or size + len(texts[end]) <= max_chars_per_call):
-                size += len(texts[end])
-                end += 1
-            out.extend(len(e.ids) for e in self._tok.encode_batch(texts[start:end], add_special_tokens=False))
-            start = end
-        return out
+        for batch in _batches(texts, max_chars_per_call):
+            if self._bpe is not None:
+                import unicodedata
 
-    def _count_bpe(self, texts: list[str], max_chars_per_call: int) -> list[int]:
-        import unicodedata
-
-        out: list[int] = []
-        batch, size = [], 0
-        for text in texts:
-            batch.append(unicodedata.normalize("NFC", text))
-            size += len(text)
-            if size >= max_chars_per_call:
+                batch = [unicodedata.normalize("NFC", t) for t in batch]
                 out += map(len, self._bpe.encode_batch(batch, num_threads=1, allowed_special="all"))
-                batch, size = [], 0
-        if batch:
-            out += map(len, self._bpe.encode_batch(batch, num_threads=1, allowed_special="all"))
+            else:
+                out += (len(e.ids) for e in self._tok.encode_batch(batch, add_special_tokens=False))
         return out
 
     def __reduce__(self):
         return (get_counter, (self.spec,))
+
+
+def _batches(texts: list[str], max_chars: int):
+    """Consecutive slices of ``texts`` of at most ``max_chars`` characters (a longer text is a slice of its own)."""
+    start = 0
+    while start < len(texts):
+        end, size = start, 0
+        while end < len(texts) and (end == start or size + len(texts[end]) <= max_chars):
+            size += len(texts[end])
+            end += 1
+        yield texts[start:end]
+        start = end
 
 
 @functools.lru_cache(maxsize=4)

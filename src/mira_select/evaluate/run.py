@@ -29,8 +29,7 @@ from ..benchmarks import BenchItem, load_benchmarks
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import holdout_mask, id_buckets
-from ..io.kept import iter_kept_texts, kept_sample
-from ..io.shards import rows_at
+from ..io.kept import iter_kept_texts, keep_smallest, kept_sample, texts_at
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..stages.group import group_members
@@ -100,8 +99,7 @@ class EvalRunner:
         """Up to ``holdout_records`` held-out, uncontaminated records of a group: those with the smallest seeded
         key (a uniform sample spread over the group's sources), chosen from the id columns in one pass — memory
         for the chosen records only, however large the holdout."""
-        k = self.holdout_records
-        keys, locs = np.zeros(0), []
+        keys, sizes, locs = np.zeros(0), np.zeros(0, np.int64), []
         for source in sources:
             for shard in self.ws.record_shards(source):
                 t = pq.read_table(shard, columns=["id", "contaminated"])
@@ -110,17 +108,10 @@ class EvalRunner:
                 m &= ~t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
                 rows = np.flatnonzero(m)
                 keys = np.concatenate([keys, id_buckets([f"holdout-order:{ids[r]}" for r in rows])])
+                sizes = np.concatenate([sizes, np.ones(len(rows), np.int64)])
                 locs += [(shard, int(r), ids[r]) for r in rows]
-                order = np.argsort(keys, kind="stable")[:k]
-                keys, locs = keys[order], [locs[i] for i in order]
-        texts: dict[int, str] = {}
-        for shard in dict.fromkeys(loc[0] for loc in locs):
-            at = [p for p, loc in enumerate(locs) if loc[0] == shard]
-            table = rows_at(shard, [locs[p][1] for p in at], ["id", "text"])
-            if table.column("id").to_pylist() != [locs[p][2] for p in at]:
-                raise MiraError(f"{shard} changed while the holdout was read; run `mira eval` again")
-            texts.update(zip(at, table.column("text").to_pylist()))
-        return [texts[p] for p in range(len(locs))]
+                keys, sizes, locs = keep_smallest(keys, sizes, locs, self.holdout_records)
+        return texts_at(locs, "while the holdout was read", "run `mira eval` again")
 
     def run(self, variants: list[str] | None = None, proxies: tuple[str, ...] = ("ngram", "transformer")) -> EvalResult:
         start = time.monotonic()

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ..errors import MiraError
 from ..holdout import id_buckets
 from ..workspace import Workspace
-from .shards import rows_at
+from .shards import checked_rows
 
 KEPT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("shard", pa.string()),
                          ("row", pa.int32()), ("score", pa.float32()), ("n_tokens", pa.int32()),
@@ -48,11 +48,32 @@ def _read_rows(ws: Workspace, source: str, shard: str, rows: list[int], ids: lis
     path = ws.records_dir(source) / shard
     if not path.exists():
         raise MiraError(f"selection refers to {path}, which no longer exists; run `mira select` again")
-    table = rows_at(path, rows, ["id", *[c for c in columns if c != "id"]])
-    if table.column("id").to_pylist() != ids:
-        raise MiraError(f"{path} changed after the selection was made (ids differ at the kept rows); run "
-                        "`mira score` and `mira select` again")
-    return table
+    return checked_rows(path, rows, ids, columns, "after the selection was made",
+                        "run `mira score` and `mira select` again")
+
+
+def keep_smallest(keys: np.ndarray, sizes: np.ndarray, locs: list,
+                  budget: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """The candidates with the smallest keys whose sizes add up to ``budget`` (through the one that crosses it; all
+    when they fall short), in key order. Called after every batch, it keeps a streamed bottom-k sample in memory
+    for the sample only (sizes of 1 and a budget of k: the k smallest keys)."""
+    order = np.argsort(keys, kind="stable")
+    order = order[: int(np.searchsorted(np.cumsum(sizes[order]), budget)) + 1]
+    return keys[order], sizes[order], [locs[i] for i in order]
+
+
+def texts_at(locations: list[tuple[Path, int, str]], when: str, remedy: str) -> list[str]:
+    """The texts at (record shard, row, expected id) locations, in the order given; one read per shard."""
+    by_path: dict[Path, list[int]] = {}
+    for pos, (path, _, _) in enumerate(locations):
+        by_path.setdefault(path, []).append(pos)
+    texts: list[str | None] = [None] * len(locations)
+    for path, positions in by_path.items():
+        table = checked_rows(path, [locations[p][1] for p in positions], [locations[p][2] for p in positions],
+                             ["text"], when, remedy)
+        for p, text in zip(positions, table.column("text").to_pylist()):
+            texts[p] = text
+    return texts  # type: ignore[return-value]
 
 
 def iter_kept_records(ws: Workspace, variant: str, columns: list[str]) -> Iterator[pa.Table]:
@@ -90,23 +111,15 @@ def kept_sample(ws: Workspace, variant: str, n_bytes: int, seed: int) -> list[st
     pf = _open(ws, variant)
     keys = np.zeros(0, np.float64)
     sizes = np.zeros(0, np.int64)
-    locs: list[tuple[str, str, int, str]] = []
+    locs: list[tuple[Path, int, str]] = []
     for batch in pf.iter_batches(batch_size=BATCH, columns=["id", "source", "shard", "row", "n_bytes"]):
         d = batch.to_pydict()
         keys = np.concatenate([keys, id_buckets([f"sample{seed}:{i}" for i in d["id"]])])
         sizes = np.concatenate([sizes, np.asarray(d["n_bytes"], np.int64) + 1])  # + the separator
-        locs += list(zip(d["source"], d["shard"], d["row"], d["id"]))
-        order = np.argsort(keys, kind="stable")
-        keep = int(np.searchsorted(np.cumsum(sizes[order]), n_bytes)) + 1  # through the record that crosses it
-        order = order[:keep]
-        keys, sizes, locs = keys[order], sizes[order], [locs[i] for i in order]
-    by_shard: dict[tuple[str, str], list[int]] = {}
-    for pos, (source, shard, _, _) in enumerate(locs):
-        by_shard.setdefault((source, shard), []).append(pos)
-    texts: list[str | None] = [None] * len(locs)
-    for (source, shard), positions in by_shard.items():
-        table = _read_rows(ws, source, shard, [locs[p][2] for p in positions], [locs[p][3] for p in positions],
-                           ["text"])
-        for p, text in zip(positions, table.column("text").to_pylist()):
-            texts[p] = text
-    return texts  # type: ignore[return-value]
+        locs += [(ws.records_dir(src) / shard, row, rid)
+                 for rid, src, shard, row in zip(d["id"], d["source"], d["shard"], d["row"])]
+        keys, sizes, locs = keep_smallest(keys, sizes, locs, n_bytes)
+    for path in dict.fromkeys(loc[0] for loc in locs):
+        if not path.exists():
+            raise MiraError(f"selection refers to {path}, which no longer exists; run `mira select` again")
+    return texts_at(locs, "after the selection was made", "run `mira score` and `mira select` again")

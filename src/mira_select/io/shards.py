@@ -90,6 +90,17 @@ def rows_at(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
     return table.take([order[r] for r in rows])
 
 
+def checked_rows(path: Path, rows: list[int], ids: list[str], columns: list[str], when: str, remedy: str) -> pa.Table:
+    """:func:`rows_at` (with ``id``), checked against the ids expected there: a shard rewritten since the rows were
+    located is an error naming it (``when``: since what; ``remedy``: what to run), never another record's values."""
+    from ..errors import MiraError
+
+    table = rows_at(path, rows, ["id", *[c for c in columns if c != "id"]])
+    if table.column("id").to_pylist() != ids:
+        raise MiraError(f"{path} changed {when} (ids differ at the rows read); {remedy}")
+    return table
+
+
 def rows_with_ids(path: Path, ids: pa.Array, columns: list[str]) -> pa.Table:
     """The rows whose id is in ``ids`` (one pass over the id column, then :func:`rows_at`)."""
     import numpy as np

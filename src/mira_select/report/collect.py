@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..io.kept import kept_path
 from ..workspace import Workspace, read_json
 
 MAX_POINTS = 4000  # score-vs-length scatter: a seeded sample per group keeps the page light
@@ -190,7 +191,7 @@ def scores(ws: Workspace, group_of: dict[str, str], variant: str) -> list[Source
 
 def _kept_rows(ws: Workspace, variant: str) -> dict[tuple[str, str], list[int]]:
     """(source, record shard) -> rows the selection kept (none when the variant has no current selection)."""
-    path = ws.root / "selection" / variant / "kept.parquet"
+    path = kept_path(ws, variant)
     if not path.exists() or "row" not in pq.read_schema(path).names:
         return {}
     rows: dict[tuple[str, str], list[int]] = {}
