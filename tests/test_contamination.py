@@ -55,3 +55,18 @@ def test_select_never_keeps_excluded_records_and_leaves_them_out_of_the_budget()
     assert not keep[0][0] and keep[0][1]
     assert units["s"]["tokens"] == 300 and units["s"]["excluded_records"] == 1
     assert units["s"]["kept_tokens"] >= 150
+
+
+def test_flags_of_a_large_batch_are_those_of_each_text_alone():
+    """The index hashes ~1 M characters at a time (memory); a leak after several MB of clean text is still found,
+    and every flag equals the text's flag when checked alone."""
+    from mira_select.contamination import build_index
+
+    index = build_index("bundled")
+    sol = next(b.solution for b in load_benchmarks("bundled") if b.benchmark == "mbppplus"
+               and len(b.solution.split()) > 30)
+    filler = "plain words of a clean record that copies nothing " * 8_000  # ~400 k characters
+    texts = [filler] * 8 + [f"notes\n{sol}\nend"] + [filler] * 2 + [sol[: len(sol) // 5]]
+    flags = index.flags(texts)
+    assert flags == [index.flags([t])[0] for t in texts]
+    assert flags[8] is True and sum(flags) == 1

@@ -243,7 +243,7 @@ def test_auto_tier_fits_every_cpu_student_and_keeps_the_best(tmp_path):
     out = run_mira("train", "-c", str(cfg), check=True)
     for group in GROUPS:
         m = json.loads((tmp_path / "ws" / "students" / group / "metrics.json").read_text())
-        assert set(m["tiers"]) == {"hashed_linear", "hashed_linear+structure", "embed_heads"}
+        assert set(m["tiers"]) == {"hashed_linear", "hashed_linear+structure", "embed_heads", "embed_heads+structure"}
         best = max(m["tiers"], key=lambda k: m["tiers"][k]["overall"]["spearman"] or -2)
         assert m["kind"] == best
     assert "embed_heads" in out.stdout

@@ -44,3 +44,26 @@ def test_answer_share_sees_an_emptied_answer():
     q = "### Instruction\nWrite a function that reverses a string in Python.\n\n### Response\n"
     share = _signal("answer_share", [q + "def rev(s):\n    return s[::-1]\n", q + "ok", "plain prose, no answer"])
     assert share[0] > share[1] > 0.0 and share[2] == 0.0
+
+
+def test_embedding_tier_with_structure_ranks_a_shuffled_file_below_it_and_reloads(tmp_path):
+    """The embedding of a shuffled file sits beside the file's own; with the structural block the student learns the
+    teacher's low score for such twins and keeps that after save/load (the mean and spread travel with it)."""
+    from mira_select.students.registry import load_student, make_student
+
+    rng = random.Random(1)
+    clean = [t for t in _corpus("code_python_pypi", 200) if t.count("\n") > 20][:40]
+    broken = [shuffle_lines(t, rng) or t for t in clean]
+    texts, y = clean + broken, np.r_[np.full(len(clean), 8.0), np.full(len(broken), 2.0)][:, None]
+    fit_on = list(range(0, 30)) + list(range(40, 70))
+    held = list(range(30, 40))
+    scores = {}
+    for structure in (False, True):
+        student = make_student("embed_heads", ["a01"], structure=structure)
+        student.fit([texts[i] for i in fit_on], y[fit_on], ["s"] * len(fit_on))
+        student.save(tmp_path / str(structure))
+        again = load_student(tmp_path / str(structure))
+        pred = again.predict([texts[i] for i in held] + [texts[i + 40] for i in held])[:, 0]
+        assert np.allclose(pred, student.predict([texts[i] for i in held] + [texts[i + 40] for i in held])[:, 0])
+        scores[structure] = float((pred[:10] > pred[10:]).mean())
+    assert scores[True] >= 0.9 and scores[True] > scores[False]

@@ -10,12 +10,13 @@ Flagged records stay in the workspace (with ``contaminated = true``) and every s
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from .benchmarks import load_benchmarks
-from .hashing import WORD, ngram_hashes, tokenize_batch
+from .hashing import WORD, batches, ngram_hashes, tokenize_batch
 
 
 @dataclass
@@ -29,7 +30,17 @@ class BenchmarkIndex:
     ids: list[str]
 
     def flags(self, texts: list[str]) -> list[bool]:
-        """One flag per text: does it cover ≥ threshold of some solution's n-grams?"""
+        """One flag per text: does it cover ≥ threshold of some solution's n-grams?
+
+        Texts are hashed about a million characters at a time: the byte-level hashing holds ~50 bytes per byte of
+        text, so a whole row group (up to 32 M characters at ingest) in one call would cost GBs.
+        """
+        out: list[bool] = []
+        for lo, hi in batches(texts, max_chars=sys.maxsize):
+            out.extend(self._flags(texts[lo:hi]))
+        return out
+
+    def _flags(self, texts: list[str]) -> list[bool]:
         out = [False] * len(texts)
         if not len(self.keys) or not texts:
             return out

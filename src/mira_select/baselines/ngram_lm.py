@@ -18,10 +18,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..hashing import MIX, ngram_hashes, tokenize_batch
+from ..hashing import MIX, batches, ngram_hashes, tokenize_batch
 from ..workspace import atomic_path
 
 _SALT = np.uint64(0x51ED270B27A2C4F1)
+HEAD_CHARS_PER_TOKEN = 16  # a head this long almost always holds the scored prefix (exactness is checked per text)
 
 
 class HashedNgramLM:
@@ -107,12 +108,29 @@ class HashedNgramLM:
         return float(-lp.sum()), int(len(lp))
 
     def doc_perplexity(self, texts: list[str], prefix_tokens: int) -> np.ndarray:
-        """Per text: perplexity over its first ``prefix_tokens`` tokens (CCNet scores a capped prefix too)."""
-        tb = tokenize_batch(texts, self.max_chars)
+        """Per text: perplexity over its first ``prefix_tokens`` tokens (CCNet scores a capped prefix too).
+
+        Only a head of each text is hashed (``HEAD_CHARS_PER_TOKEN`` characters per token of the prefix), about a
+        million characters per call: whole texts in row-count batches cost ~50 bytes per byte of text, GBs for a
+        batch of long records. A head that yields more than ``prefix_tokens`` tokens holds the whole prefix (the
+        next token starts inside it), so the result is exactly that of the whole text; the rare text whose head
+        does not is hashed whole, alone.
+        """
+        cap = prefix_tokens * HEAD_CHARS_PER_TOKEN
+        heads = [t[:cap] for t in texts]
         out = np.empty(len(texts), np.float64)
-        starts = np.searchsorted(tb.doc, np.arange(len(texts)))
-        ends = np.r_[starts[1:], len(tb.doc)]
-        for i, (lo, hi) in enumerate(zip(starts, ends)):
-            lp = self.token_logprobs(tb.hashes[lo:min(hi, lo + prefix_tokens)])
-            out[i] = float(np.exp(-lp.mean())) if len(lp) else np.inf
+        for lo, hi in batches(heads, cap):
+            tb = tokenize_batch(heads[lo:hi], self.max_chars)
+            starts = np.searchsorted(tb.doc, np.arange(hi - lo))
+            ends = np.r_[starts[1:], len(tb.doc)]
+            for i, (a, b) in enumerate(zip(starts, ends)):
+                if b - a <= prefix_tokens and len(texts[lo + i]) > cap:
+                    whole = tokenize_batch([texts[lo + i]], self.max_chars)
+                    out[lo + i] = self._perplexity(whole.hashes[:prefix_tokens])
+                else:
+                    out[lo + i] = self._perplexity(tb.hashes[a:min(b, a + prefix_tokens)])
         return out
+
+    def _perplexity(self, hashes: np.ndarray) -> float:
+        lp = self.token_logprobs(hashes)
+        return float(np.exp(-lp.mean())) if len(lp) else np.inf

@@ -39,6 +39,7 @@ CPU_TIERS: dict[str, tuple[str, dict[str, Any]]] = {
     "hashed_linear": ("hashed_linear", {}),
     "hashed_linear+structure": ("hashed_linear", {"structure": True}),
     "embed_heads": ("embed_heads", {}),
+    "embed_heads+structure": ("embed_heads", {"structure": True}),
 }
 
 
@@ -134,6 +135,7 @@ class TrainStage:
         d = student_dir(self.ws, group)
         return self.ledger.unit(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
                                                "features": FEATURE_VERSION,
+                                               "tiers": {k: list(v) for k, v in CPU_TIERS.items()},
                                                "labels": Ref("label", f"{group}/_final"),
                                                **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",
                                                                                       "anchors.json")}},

@@ -2,7 +2,9 @@
 
 The embedding carries semantics the n-gram tier cannot (paraphrase, topic), at the cost of seeing only the head
 of each record (the embedder's ``max_chars``). A log-length feature is appended for the same reason as in
-``hashed_linear``.
+``hashed_linear``. With ``structure`` the structural signals of students/structure.py are appended too
+(standardized on the training labels): an embedding of a shuffled or spam-spliced file sits next to the file's
+own, while its parse-error share, duplicate lines and compressibility do not.
 """
 
 from __future__ import annotations
@@ -14,23 +16,28 @@ import numpy as np
 from ..embed import get_embedder
 from .base import Student, check_targets
 from .ridge import clip_scores, fit_ridge
+from .structure import StructureScaler
 
 
 class EmbedHeadsStudent(Student):
     kind = "embed_heads"
 
-    def __init__(self, anchors: list[str], embedder: str = "minilm-static", **extra: Any):
-        super().__init__(anchors, embedder=embedder, **extra)
+    def __init__(self, anchors: list[str], embedder: str = "minilm-static", structure: bool = False,
+                 **extra: Any):
+        super().__init__(anchors, embedder=embedder, structure=structure, **extra)
+        self.structure = structure
         self._coef: np.ndarray | None = None
         self._intercept = np.zeros(len(anchors), np.float32)
+        self._scaler = StructureScaler(structure)
 
     def features(self, texts: list[str]) -> np.ndarray:
         emb = get_embedder(self.params["embedder"]).encode(texts)
         length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None] / 10.0
-        return np.hstack([emb, length]).astype(np.float32)
+        return np.hstack([emb, length, self._scaler.transform(texts)]).astype(np.float32)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "EmbedHeadsStudent":
         y = check_targets(texts, y, self.anchors)
+        self._scaler.fit(texts)
         coef, self._intercept, alpha = fit_ridge(self.features(texts), y)
         self._coef = coef
         self.params["alpha"] = alpha.tolist()
@@ -42,8 +49,9 @@ class EmbedHeadsStudent(Student):
         return clip_scores(self.features(texts) @ self._coef.T + self._intercept)
 
     def _weights(self) -> dict[str, np.ndarray]:
-        return {"coef": self._coef, "intercept": self._intercept}
+        return {"coef": self._coef, "intercept": self._intercept, **self._scaler.weights()}
 
     def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
         self._coef = arrays["coef"].astype(np.float32)
         self._intercept = arrays["intercept"].astype(np.float32)
+        self._scaler.set_weights(arrays)

@@ -113,3 +113,37 @@ def _rule_signals(text: str) -> list[float]:
     return [guessed_error_share(text, MAX_CHARS), float(np.log1p(action_repeats(text))),
             float(no_final_answer(text, None) is not None),
             len(qa[1].strip()) / max(len(text), 1) if qa else 0.0]
+
+
+class StructureScaler:
+    """The structural signals of a student's texts, standardized with the mean and spread of its training texts
+    (a constant signal keeps scale 1); an empty [n, 0] block when the student does not use them."""
+
+    def __init__(self, enabled: bool):
+        n = len(FEATURES) if enabled else 0
+        self.enabled = enabled
+        self.mean = np.zeros(n, np.float32)
+        self.scale = np.ones(n, np.float32)
+
+    def fit(self, texts: list[str]) -> np.ndarray:
+        f = structural_features(texts) if self.enabled else np.zeros((len(texts), 0), np.float32)
+        if self.enabled:
+            std = f.std(axis=0)
+            self.mean, self.scale = f.mean(axis=0), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        return self.standardize(f)
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        if not self.enabled:
+            return np.zeros((len(texts), 0), np.float32)
+        return self.standardize(structural_features(texts))
+
+    def standardize(self, f: np.ndarray) -> np.ndarray:
+        return ((f - self.mean) / self.scale).astype(np.float32)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {"struct_mean": self.mean, "struct_scale": self.scale} if self.enabled else {}
+
+    def set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.enabled:
+            self.mean = arrays["struct_mean"].astype(np.float32)
+            self.scale = arrays["struct_scale"].astype(np.float32)
