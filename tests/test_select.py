@@ -246,6 +246,9 @@ def test_auto_tier_fits_every_cpu_student_and_keeps_the_best(tmp_path):
         assert set(m["tiers"]) == {"hashed_linear", "hashed_linear+structure", "embed_heads", "embed_heads+structure"}
         best = max(m["tiers"], key=lambda k: m["tiers"][k]["overall"]["spearman"] or -2)
         assert m["kind"] == best
+        mask = json.loads((tmp_path / "ws" / "students" / group / "mask.json").read_text())
+        for entry in mask.values():  # every anchor either ranks the source or enters at the teacher's level
+            assert entry["fallback"] or set(entry["anchors"]) | set(entry["fill"]) == set(m["anchors"])
     assert "embed_heads" in out.stdout
 
 
@@ -389,3 +392,33 @@ def test_cross_fit_folds_keep_twins_with_their_originals_and_never_judge_them():
         assert fold[40 + k] == fold[i]  # a twin sits in its clean record's fold
     assert list(data.folds(5)) == list(fold)  # stable: a hash of the id, not a random draw
     assert data.take(~data.twin).ids == ids[:40]
+
+
+def test_unreliable_anchors_enter_at_the_teachers_level_and_keep_the_order_within_a_source():
+    """Two sources the teacher rates alike but whose reliable anchors differ get the same level; within a source
+    the order is the trimmed mean's of its reliable anchors (aggregate.anchored_score)."""
+    from mira_select.aggregate import Thresholds, anchored_score, reliability_mask, teacher_means, trimmed_score
+
+    rng = np.random.default_rng(0)
+    anchors = ["a1", "a2", "a3", "a4"]
+    # the teacher gives anchor a1 an 8 and the others a 5, on both sources alike (overall 5.75)
+    teacher = np.tile([8.0, 5.0, 5.0, 5.0], (60, 1)) + rng.normal(0, 0.3, (60, 4))
+    sources = ["s1"] * 30 + ["s2"] * 30
+    ok = {"n": 30, "mae": 0.2, "spearman": 0.8}
+    bad = {"n": 30, "mae": 0.2, "spearman": 0.0}
+    fid = {"per_source": {"s1": {"a1": ok, "a2": bad, "a3": bad, "a4": bad},
+                          "s2": {"a1": ok, "a2": ok, "a3": ok, "a4": bad}},
+           "pooled": {a: ok for a in anchors}}
+    mask = reliability_mask(fid, sources, anchors, Thresholds(), teacher_means(teacher, sources, anchors))
+    assert set(mask["s1"]["fill"]) == {"a2", "a3", "a4"} and set(mask["s2"]["fill"]) == {"a4"}
+    assert mask["s1"]["fill"]["a3"] == pytest.approx(teacher[:30, 2].mean(), abs=1e-4)
+    pred = (teacher + rng.normal(0, 0.3, teacher.shape)).astype(np.float32)  # a student close to the teacher
+    levels, dropped = {}, {}
+    for s, rows in (("s1", slice(0, 30)), ("s2", slice(30, 60))):
+        cols = [anchors.index(a) for a in mask[s]["anchors"]]
+        got = anchored_score(pred[rows], cols, list(mask[s]["fill"].values()), 0.0)
+        plain = trimmed_score(pred[rows], cols, 0.0)
+        assert (np.argsort(got, kind="stable") == np.argsort(plain, kind="stable")).all()
+        levels[s], dropped[s] = float(got.mean()), float(plain.mean())
+    assert abs(levels["s1"] - 5.75) < 0.15 and abs(levels["s2"] - 5.75) < 0.15
+    assert dropped["s1"] - dropped["s2"] > 1.5  # the reliable-only mean: s1 (a1 alone) two points above s2

@@ -67,3 +67,20 @@ def test_embedding_tier_with_structure_ranks_a_shuffled_file_below_it_and_reload
         assert np.allclose(pred, student.predict([texts[i] for i in held] + [texts[i + 40] for i in held])[:, 0])
         scores[structure] = float((pred[:10] > pred[10:]).mean())
     assert scores[True] >= 0.9 and scores[True] > scores[False]
+
+
+def test_answer_signals_see_an_answer_that_contradicts_its_trace():
+    """Real reasoning records: the answer's number is one the trace ends on; the same record with its final answer
+    moved (teacher/twins.wrong_final_answer) is not. Records without a trace get the neutral 0.5."""
+    from mira_select.teacher.twins import wrong_final_answer
+
+    rng = random.Random(0)
+    clean = _corpus("think_gsm8k_train", 30)
+    broken = [t for t in (wrong_final_answer(c, rng) for c in clean) if t]
+    before, after = _signal("answer_matches_trace", clean), _signal("answer_matches_trace", broken)
+    assert before.mean() >= 0.95 and after.mean() <= 0.1  # a moved answer can land on a trace number
+    assert set(_signal("answer_matches_trace", _corpus("code_python_pypi", 10)).tolist()) == {0.5}
+    code = "Question: add\n<think>\nsum them\n</think>\n\nAnswer: ```python\ndef add(a, b):\n    return a + b\n```"
+    cut = code.replace("    return a + b\n", "    return (a +\n")
+    errors = _signal("answer_code_error_share", [code, cut])
+    assert errors[0] == 0.0 and errors[1] > 0.0

@@ -251,6 +251,11 @@ class StudentConfig(_Strict):
     max_mae: float = Field(1.5, gt=0)
     min_spearman: float = Field(0.3, ge=-1, le=1)
     trim: float = Field(0.1, ge=0, lt=0.5, description="share trimmed at each end of a record's anchor scores")
+    unreliable: Literal["teacher_mean", "drop"] = Field(
+        "teacher_mean", description="an anchor the student cannot rank on a source: teacher_mean = it enters that "
+                                    "source's score at the teacher's mean label for the source (the order within "
+                                    "the source is unchanged, levels across sources stay the teacher's); drop = "
+                                    "left out (the paper's trimmed mean of reliable anchors only)")
     batch: int = Field(512, gt=0, description="records scored per student call")
 
 

@@ -2,7 +2,7 @@
 
     from mira_select import Scorer
     scorer = Scorer.load("ws")
-    scores = scorer.score(texts, sources)           # aggregated score per text (trimmed mean of reliable anchors)
+    scores = scorer.score(texts, sources)           # aggregated score per text (aggregate.anchored_score)
     detail = scorer.score_anchors(texts, sources)   # per text: group and every anchor's score
 
 A text's source decides its group (groups.json) and which anchors count (the source's reliability mask). Texts
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import trimmed_score
+from .aggregate import anchored_score
 from .errors import MiraError
 from .stages.group import load_groups
 from .stages.train import load_student_bundle
@@ -48,14 +48,18 @@ class Scorer:
             self._bundles[group] = load_student_bundle(self.ws, group)
         return self._bundles[group]
 
-    def _pooled_anchors(self, group: str) -> list[str]:
-        """Anchors reliable on the group's pooled validation (for texts of unseen sources)."""
+    def _pooled_anchors(self, group: str) -> tuple[list[str], dict[str, float]]:
+        """For texts of unseen sources: the anchors reliable on the group's pooled validation, and the others at
+        the teacher's mean over the whole group (when the workspace fills unreliable anchors)."""
         metrics = read_json(self.ws.root / "students" / group / "metrics.json")
         th = metrics["thresholds"]
         keep = [a for a, m in metrics["pooled"].items()
                 if m["n"] >= th["min_n"] and m["mae"] is not None and m["mae"] <= th["max_mae"]
                 and m["spearman"] is not None and m["spearman"] >= th["min_spearman"]]
-        return keep or list(metrics["anchors"])
+        level = metrics.get("teacher_mean") or {}
+        if not keep or not level:
+            return keep or list(metrics["anchors"]), {}
+        return keep, {a: level[a] for a in metrics["anchors"] if a not in keep}
 
     def _resolve(self, sources: list[str | None], groups: list[str | None] | None) -> list[tuple[str, str | None]]:
         out = []
@@ -81,9 +85,13 @@ class Scorer:
             y = student.predict([texts[i] for i in idx])
             for row, i in enumerate(idx):
                 source = resolved[i][1]
-                reliable = mask[source]["anchors"] if source in mask else self._pooled_anchors(group)
+                if source in mask:
+                    reliable, fill = mask[source]["anchors"], mask[source].get("fill", {})
+                else:
+                    reliable, fill = self._pooled_anchors(group)
                 cols = [student.anchors.index(a) for a in reliable]
-                out[i] = {"group": group, "score": float(trimmed_score(y[row:row + 1], cols, self.trim)[0]),
+                score = anchored_score(y[row:row + 1], cols, list(fill.values()), self.trim)[0]
+                out[i] = {"group": group, "score": float(score),
                           "anchors": dict(zip(student.anchors, map(float, y[row]))), "reliable": list(reliable)}
         return out
 

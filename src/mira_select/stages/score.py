@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..aggregate import trimmed_score
+from ..aggregate import anchored_score
 from ..executor import Needs
 from ..io.shards import shard_writer
 from ..ledger import Ref, Unit
@@ -71,6 +71,7 @@ def score_shard(unit: ScoreUnit) -> Counts:
     student, mask = _bundle(unit.root, unit.group, unit.student)
     anchors = student.anchors
     columns = [anchors.index(a) for a in mask[unit.source]["anchors"]]
+    fill = list(mask[unit.source].get("fill", {}).values())
     pf = pq.ParquetFile(unit.shard)
     n = 0
     with shard_writer(Path(unit.out), score_schema(anchors)) as w:
@@ -78,7 +79,7 @@ def score_shard(unit: ScoreUnit) -> Counts:
             texts = batch.column("text").to_pylist()
             y = student.predict(texts)
             cols: dict[str, Any] = {"id": batch.column("id"), "n_tokens": batch.column("n_tokens"),
-                                    "score": trimmed_score(y, columns, unit.trim)}
+                                    "score": anchored_score(y, columns, fill, unit.trim)}
             for j, a in enumerate(anchors):
                 cols[f"anchor:{a}"] = y[:, j]
             w.write_table(pa.table(cols))

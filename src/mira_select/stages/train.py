@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..aggregate import Thresholds, fidelity, reliability_mask
+from ..aggregate import Thresholds, fidelity, reliability_mask, teacher_means, POOLED
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..io.shards import rows_with_ids
@@ -169,11 +169,14 @@ class TrainStage:
         fit_on = labeled if crossfit else train
         student = self._fit(chosen, anchors, fit_on)
         th = Thresholds(sc.max_mae, sc.min_spearman, sc.min_n)
-        mask = reliability_mask(tiers[chosen], sources, anchors, th)
+        clean = labeled.take(~labeled.twin)
+        means = teacher_means(clean.y, clean.sources, anchors) if sc.unreliable == "teacher_mean" else None
+        mask = reliability_mask(tiers[chosen], sources, anchors, th, means)
         d = student_dir(self.ws, group)
         student.save(d)
         n_judged = tiers[chosen]["overall"]["n"]
         metrics = {"group": group, "kind": chosen, "anchors": anchors, "n_train": len(fit_on.ids),
+                   "teacher_mean": means and means[POOLED],
                    "n_val": n_judged, "validation": f"{sc.folds}-fold cross-fit" if crossfit else "val split",
                    "thresholds": th.__dict__, **tiers[chosen],
                    "tiers": {k: {"overall": v["overall"], "fit_s": v["fit_s"]} for k, v in tiers.items()}}

@@ -40,9 +40,13 @@ FEATURES = (
     "action_repeats_log",  # log(1 + repeats of the most repeated action + observation pair)
     "no_final_answer",  # 1: a trajectory that stops on an action without finishing or answering
     "answer_share",  # QA records: answer characters / record characters (0: no question/answer split)
+    # reasoning records (`<think>` … `</think>` then the answer, as records.render_text lays them out): does the
+    # answer follow from the trace? Both are 0.5 / 0 where they do not apply, so other formats see constants.
+    "answer_matches_trace",  # 1: the answer's last number is one the trace ends on; 0: it is not; 0.5: n/a
+    "answer_code_error_share",  # the answer's last fenced code block: share of bytes in parse-error nodes
 )
 # Bumped whenever FEATURES or how they are computed changes: part of the train stage's inputs, so students refit.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 MAX_CHARS = 8_000  # signals are read from the first 8k characters: enough to judge, bounded cost
 _WORD = re.compile(r"\w+")
 # byte class: 0 lower/other letter, 1 upper, 2 digit, 3 whitespace, 4 punctuation, 5 non-ASCII byte
@@ -103,6 +107,7 @@ def _one(text: str) -> list[float]:
         1.0 - len(nonempty) / max(len(lines), 1),
         len(set(first)) / max(len(first), 1),
         *_rule_signals(text),
+        *_answer_signals(text),
     ]
 
 
@@ -113,6 +118,39 @@ def _rule_signals(text: str) -> list[float]:
     return [guessed_error_share(text, MAX_CHARS), float(np.log1p(action_repeats(text))),
             float(no_final_answer(text, None) is not None),
             len(qa[1].strip()) / max(len(text), 1) if qa else 0.0]
+
+
+_THINK_END = "</think>"
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_CODE_FENCE = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
+TRACE_TAIL = 3  # the trace "ends on" its last few numbers (a result is often restated: "= <<9*2=18>>18")
+
+
+def _numbers(text: str) -> list[float]:
+    out = []
+    for m in _NUMBER.finditer(text):
+        try:
+            out.append(float(m.group().replace(",", "")))
+        except ValueError:  # "1,,2": digits and commas that are not one number
+            continue
+    return out
+
+
+def _answer_signals(text: str) -> list[float]:
+    """Whether a reasoning record's answer agrees with its own trace: a tidy trace ending on 150 followed by
+    "Answer: 152" is the defect a rubric's "answer follows from the reasoning" anchor punishes, and a mean of
+    n-grams cannot see it (the two records differ in one token). Code answers are judged by whether they parse."""
+    head, sep, tail = text.rpartition(_THINK_END)
+    if not sep:
+        return [0.5, 0.0]
+    if fences := _CODE_FENCE.findall(tail):
+        from ..prefilter.rules import guessed_error_share
+
+        return [0.5, guessed_error_share(fences[-1], MAX_CHARS) if fences[-1].strip() else 1.0]
+    answer = _numbers(tail)
+    if not answer:
+        return [0.5, 0.0]
+    return [float(any(abs(answer[-1] - x) < 1e-9 for x in _numbers(head)[-TRACE_TAIL:])), 0.0]
 
 
 class StructureScaler:
