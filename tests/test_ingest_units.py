@@ -217,3 +217,33 @@ def test_equal_hashes_of_different_ids_are_not_duplicates(tmp_path: Path):
     decisions = decide(found, {0: "a.jsonl", 1: "b.jsonl"}, "quarantine")
     assert list(decisions) == ["part-00001"]
     assert list(decisions["part-00001"].drops.values()) == [(2, "duplicate id 'x' (first in a.jsonl)", True)]
+
+
+def test_row_groups_end_at_the_character_cap(tmp_path: Path):
+    """Long agent trajectories: a row group closes at ``ingest.row_group_chars`` (what bounds every shard reader's
+    memory), long before ``row_group_records``; the records are the same whatever the cap."""
+    lines = corpus_lines("agent_minisweagent_gemini3pro", 120)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    shards = {}
+    for cap in (1 << 20, 64 << 20):
+        root = tmp_path / str(cap)
+        root.mkdir()
+        cfg = write_config(root, [{"name": "a", "paths": [str(tmp_path / "in" / "a.jsonl")]}],
+                           ingest={"row_group_chars": cap, "exclude_fields": ["group", "format", "meta.lowq_kind"]})
+        IngestStage(load_config(cfg)).run()
+        (shard,) = (root / "ws" / "records" / "a").glob("part-*.parquet")
+        meta = pq.ParquetFile(shard).metadata
+        texts = pq.read_table(shard, columns=["id", "text", "meta"])
+        shards[cap] = texts
+        sizes = []  # per row group: characters of text + meta of each record, in order
+        for g in range(meta.num_row_groups):
+            t = pq.ParquetFile(shard).read_row_group(g, columns=["text", "meta"])
+            sizes.append([len(x) + len(m) for x, m in zip(t.column("text").to_pylist(), t.column("meta").to_pylist())])
+        if cap == 1 << 20:
+            assert meta.num_row_groups >= 3
+            # a group closes on the record that reached the cap: before that record it was under the cap
+            assert all(sum(g[:-1]) < cap for g in sizes) and all(sum(g) >= cap for g in sizes[:-1])
+        else:
+            assert meta.num_row_groups == 1
+    assert shards[1 << 20].equals(shards[64 << 20])

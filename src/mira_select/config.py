@@ -109,6 +109,10 @@ class IngestConfig(_Strict):
                                      "Parquet file into groups of row groups: its parts are ingested in parallel")
     max_record_chars: int = Field(1_000_000, gt=0, description="longer records are quarantined, not truncated")
     row_group_records: int = Field(2048, gt=0, description="records buffered before a Parquet row group is written")
+    row_group_chars: int = Field(
+        8 << 20, ge=1 << 16, description="a row group also ends at this many characters of text + meta: every reader "
+                                         "of a shard (prefilter, score, baselines, eval) holds one row group at a time, "
+                                         "so this bounds their memory whatever the record lengths")
     quarantine_raw_chars: int = Field(2000, ge=0, description="how much of a rejected line the quarantine keeps")
     on_duplicate_id: Literal["quarantine", "rename"] = "quarantine"
     exclude_fields: list[str] = Field(default_factory=list, description="applied to every source")

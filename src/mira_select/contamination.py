@@ -33,7 +33,7 @@ class BenchmarkIndex:
         """One flag per text: does it cover ≥ threshold of some solution's n-grams?
 
         Texts are hashed about a million characters at a time: the byte-level hashing holds ~50 bytes per byte of
-        text, so a whole row group (up to 32 M characters at ingest) in one call would cost GBs.
+        text, so a whole row group (``ingest.row_group_chars``) in one call would cost ~50x its size.
         """
         out: list[bool] = []
         for lo, hi in batches(texts, max_chars=sys.maxsize):

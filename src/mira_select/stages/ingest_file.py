@@ -31,7 +31,6 @@ from ..workspace import Counts, Workspace, atomic_path
 from .ingest_dedup import RunWriter
 
 STAGE = "ingest"
-ROW_GROUP_CHARS = 32 << 20  # a row group also ends at ~32 MB of text + meta, whatever the record count
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
                 buf.cols[name].append(value)
             buf.chars += len(rec["text"]) + len(rec["meta"])
             counts.kept += 1
-            if len(buf) >= cfg.row_group_records or buf.chars >= ROW_GROUP_CHARS:
+            if len(buf) >= cfg.row_group_records or buf.chars >= cfg.row_group_chars:
                 t, b = buf.flush(writer, counter, guard, run)
                 tokens, nbytes = tokens + t, nbytes + b
         t, b = buf.flush(writer, counter, guard, run)

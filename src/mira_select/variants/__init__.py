@@ -4,7 +4,7 @@ Every scorer gives one number per record of a record shard (higher = keep first)
 ``group`` / ``source`` / ``global``. The budget machinery in `stages/select` is shared, so every variant keeps the
 same share of tokens with the same exactness and the same exclusions (contamination, eval holdout, reference).
 
-- ``group`` / ``source`` / ``global``: MIRA score (trimmed mean of reliable anchors), per group / source / corpus.
+- ``group`` / ``source`` / ``global``: MIRA score (aggregate.anchored_score), per group / source / corpus.
 - ``random``: a seeded uniform number per id, budget per source (source-preserving).
 - ``ppl``: minus the perplexity of a record's first ``ppl_prefix_tokens`` tokens under a count-based n-gram LM fit
   on the reference sample (CCNet-style; a neural LM over every token is hours on 2 cores), global.
