@@ -84,3 +84,16 @@ def test_answer_signals_see_an_answer_that_contradicts_its_trace():
     cut = code.replace("    return a + b\n", "    return (a +\n")
     errors = _signal("answer_code_error_share", [code, cut])
     assert errors[0] == 0.0 and errors[1] > 0.0
+
+
+def test_structure_signals_read_the_end_of_a_long_trajectory():
+    """A long real trajectory is judged finished or not by its end (beyond the 8k-character head the statistics
+    read), and its repeated-call twin by the loop wherever it sits."""
+    from mira_select.prefilter.rules import no_final_answer
+
+    long = [t for t in _corpus("agent_minisweagent_gemini3pro", 40) if len(t) > 20_000]
+    got = _signal("no_final_answer", long)
+    want = np.asarray([float(no_final_answer(t, None) is not None) for t in long])
+    head_only = np.asarray([float(no_final_answer(t[:8_000], None) is not None) for t in long])
+    assert (got == want).all()
+    assert want.mean() < 0.2 and head_only.mean() > 0.3  # most finish; their first 8k characters do not show it

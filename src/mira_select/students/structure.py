@@ -17,6 +17,8 @@ import zlib
 
 import numpy as np
 
+from ..hashing import cap_text
+
 FEATURES = (
     "dup_line_frac",  # share of non-empty lines that repeat an earlier line
     "dup_line_char_frac",  # share of characters in such lines
@@ -46,8 +48,12 @@ FEATURES = (
     "answer_code_error_share",  # the answer's last fenced code block: share of bytes in parse-error nodes
 )
 # Bumped whenever FEATURES or how they are computed changes: part of the train stage's inputs, so students refit.
-FEATURE_VERSION = 3
-MAX_CHARS = 8_000  # signals are read from the first 8k characters: enough to judge, bounded cost
+FEATURE_VERSION = 4
+MAX_CHARS = 8_000  # the statistics are read from the first 8k characters: enough to judge, bounded cost
+# the structure signals (turns, the final answer) read the whole record up to this size, its head and tail beyond it:
+# a trajectory's ending is where "did it finish?" is answered (v3 read the first 8k only, so every long trajectory
+# looked unfinished)
+MAX_STRUCTURE_CHARS = 200_000
 _WORD = re.compile(r"\w+")
 # byte class: 0 lower/other letter, 1 upper, 2 digit, 3 whitespace, 4 punctuation, 5 non-ASCII byte
 _LUT = np.full(256, 5, np.int8)
@@ -60,11 +66,13 @@ def structural_features(texts: list[str]) -> np.ndarray:
     """-> float32 [n, len(FEATURES)]."""
     out = np.zeros((len(texts), len(FEATURES)), np.float32)
     for i, text in enumerate(texts):
-        out[i] = _one(text[:MAX_CHARS])
+        out[i] = _one(text[:MAX_CHARS], cap_text(text, MAX_STRUCTURE_CHARS))
     return out
 
 
-def _one(text: str) -> list[float]:
+def _one(text: str, whole: str) -> list[float]:
+    """``text``: the head the statistics are read from; ``whole``: the record (head + tail of a very long one) for
+    the signals about its structure, which live anywhere (a loop mid-trajectory, the final answer at its end)."""
     raw = text.encode("utf-8", "surrogatepass")
     n = max(len(raw), 1)
     lines = text.split("\n")
@@ -106,8 +114,8 @@ def _one(text: str) -> list[float]:
         float(cls[5]),
         1.0 - len(nonempty) / max(len(lines), 1),
         len(set(first)) / max(len(first), 1),
-        *_rule_signals(text),
-        *_answer_signals(text),
+        *_rule_signals(whole),
+        *_answer_signals(whole),
     ]
 
 
