@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .benchmarks import load_benchmarks
 from .hashing import WORD, batches, ngram_hashes, tokenize_batch
@@ -28,6 +30,10 @@ class BenchmarkIndex:
     owners: dict[int, list[int]]  # n-gram hash -> solutions containing it
     sizes: np.ndarray  # distinct n-grams per solution
     ids: list[str]
+
+    @functools.cached_property
+    def _key_set(self) -> pa.Array:
+        return pa.array(self.keys, pa.uint64())
 
     def flags(self, texts: list[str]) -> list[bool]:
         """One flag per text: does it cover ≥ threshold of some solution's n-grams?
@@ -47,10 +53,9 @@ class BenchmarkIndex:
         words, doc = _words(texts)
         for n in self.lengths:
             grams, gdoc = ngram_hashes(words, doc, n)
-            # keys is sorted and unique: a binary search per n-gram, where np.isin would re-sort the ~100k keys on
-            # every call (8 ms each: it dominated the small last batch of every ingest unit)
-            pos = np.minimum(np.searchsorted(self.keys, grams), len(self.keys) - 1)
-            hit = self.keys[pos] == grams
+            # a hash-set lookup per n-gram (Arrow's is_in): ~7x faster than a binary search in the ~100k sorted keys,
+            # and np.isin would re-sort the keys on every call
+            hit = pc.is_in(pa.array(grams), value_set=self._key_set).to_numpy(zero_copy_only=False)
             if not hit.any():
                 continue
             seen: dict[tuple[int, int], set[int]] = {}
@@ -71,21 +76,20 @@ def _words(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=4)
 def build_index(spec: str = "bundled", n: int = 13, min_words: int = 8, threshold: float = 0.5) -> BenchmarkIndex:
+    """All solutions are tokenized in one batch and hashed in one pass per n-gram length (per solution, the
+    ~3,000 bundled ones cost each ingest worker ~3 s at start)."""
     items = load_benchmarks(spec)
-    solutions = [i.solution for i in items]
+    words, doc = _words([i.solution for i in items])
+    n_words = np.bincount(doc, minlength=len(items))
+    size_of = np.where(n_words >= min_words, np.minimum(n, n_words), 0)  # 0: too short to attribute
     owners: dict[int, list[int]] = {}
     sizes = np.zeros(len(items), np.int64)
-    lengths: set[int] = set()
-    for k, text in enumerate(solutions):
-        words, doc = _words([text])
-        if len(words) < min_words:
-            continue
-        size = min(n, len(words))
-        lengths.add(size)
-        grams, _ = ngram_hashes(words, doc, size)
-        distinct = set(grams.tolist())
-        sizes[k] = len(distinct)
-        for g in distinct:
+    lengths = sorted(set(size_of[size_of > 0].tolist()))
+    for size in lengths:
+        grams, gdoc = ngram_hashes(words, doc, size)
+        mine = size_of[gdoc] == size
+        for k, g in sorted({(int(d), int(h)) for d, h in zip(gdoc[mine].tolist(), grams[mine].tolist())}):
+            sizes[k] += 1
             owners.setdefault(g, []).append(k)
     keys = np.array(sorted(owners), dtype=np.uint64)
-    return BenchmarkIndex(n, threshold, sorted(lengths), keys, owners, sizes, [i.id for i in items])
+    return BenchmarkIndex(n, threshold, lengths, keys, owners, sizes, [i.id for i in items])
