@@ -97,3 +97,18 @@ def test_structure_signals_read_the_end_of_a_long_trajectory():
     head_only = np.asarray([float(no_final_answer(t[:8_000], None) is not None) for t in long])
     assert (got == want).all()
     assert want.mean() < 0.2 and head_only.mean() > 0.3  # most finish; their first 8k characters do not show it
+
+
+def test_signals_are_computed_once_per_text_inside_remembered(monkeypatch):
+    from mira_select.students import structure
+
+    texts = _corpus("code_python_pypi", 6)
+    plain = structural_features(texts)
+    calls = []
+    real = structure._one
+    monkeypatch.setattr(structure, "_one", lambda *a: calls.append(1) or real(*a))
+    with structure.remembered():
+        first, again = structural_features(texts), structural_features(texts[::-1])
+    assert len(calls) == len(set(texts)) and (first == plain).all() and (again == plain[::-1]).all()
+    structural_features(texts)  # outside: nothing is kept
+    assert len(calls) == len(set(texts)) + len(texts)

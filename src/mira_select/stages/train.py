@@ -28,7 +28,7 @@ from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..rubric import active_anchor_ids
 from ..students.base import Student
-from ..students.structure import FEATURE_VERSION
+from ..students.structure import FEATURE_VERSION, remembered
 from ..students.registry import load_student, make_student
 from ..workspace import Counts, Workspace, read_json, write_json
 from .group import group_members
@@ -126,7 +126,8 @@ class TrainStage:
                 out[group] = read_json(student_dir(self.ws, group) / "metrics.json")
                 skipped.append(group)
                 continue
-            out[group] = self._train_group(group, sources, unit)
+            with remembered():
+                out[group] = self._train_group(group, sources, unit)
         return TrainResult(out, skipped, time.monotonic() - start)
 
     def unit(self, group: str) -> Unit:

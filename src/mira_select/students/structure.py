@@ -12,6 +12,7 @@ C4 / FineWeb quality rules and StarCoder's code filters; here they are inputs to
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zlib
 
@@ -62,11 +63,31 @@ for _b in range(128):
     _LUT[_b] = 1 if _c.isupper() else 0 if _c.isalpha() else 2 if _c.isdigit() else 3 if _c.isspace() else 4
 
 
+_memo: dict[str, np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def remembered():
+    """Inside, each distinct text's signals are computed once: `mira train` fits a group's few hundred labels ~11
+    times (folds x tiers with signals, then the kept student), and the signals cost more than the fits."""
+    global _memo
+    outer, _memo = _memo, {} if _memo is None else _memo
+    try:
+        yield
+    finally:
+        _memo = outer
+
+
 def structural_features(texts: list[str]) -> np.ndarray:
     """-> float32 [n, len(FEATURES)]."""
     out = np.zeros((len(texts), len(FEATURES)), np.float32)
     for i, text in enumerate(texts):
-        out[i] = _one(text[:MAX_CHARS], cap_text(text, MAX_STRUCTURE_CHARS))
+        row = _memo.get(text) if _memo is not None else None
+        if row is None:
+            row = np.asarray(_one(text[:MAX_CHARS], cap_text(text, MAX_STRUCTURE_CHARS)), np.float32)
+            if _memo is not None:
+                _memo[text] = row
+        out[i] = row
     return out
 
 
