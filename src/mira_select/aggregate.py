@@ -58,6 +58,9 @@ class Thresholds:
                 and m["spearman"] is not None and m["spearman"] >= self.min_spearman)
 
 
+POOLED = "_pooled"  # the key of the whole group's means (a source of that name is not expected)
+
+
 def teacher_means(y: np.ndarray, sources: list[str], anchors: list[str]) -> dict[str, dict[str, float]]:
     """The teacher's mean label per source and anchor, plus ``POOLED`` (the whole group) for sources it never
     labeled."""
@@ -66,8 +69,6 @@ def teacher_means(y: np.ndarray, sources: list[str], anchors: list[str]) -> dict
     out[POOLED] = dict(zip(anchors, map(float, y.mean(axis=0)))) if len(y) else {a: 5.0 for a in anchors}
     return out
 
-
-POOLED = "_pooled"
 
 
 def reliability_mask(fid: dict[str, Any], sources: list[str], anchors: list[str], th: Thresholds,
