@@ -10,7 +10,6 @@ Flagged records stay in the workspace (with ``contaminated = true``) and every s
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +41,7 @@ class BenchmarkIndex:
         text, so a whole row group (``ingest.row_group_chars``) in one call would cost ~50x its size.
         """
         out: list[bool] = []
-        for lo, hi in batches(texts, max_chars=sys.maxsize):
+        for lo, hi in batches(texts):
             out.extend(self._flags(texts[lo:hi]))
         return out
 

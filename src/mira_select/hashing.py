@@ -123,12 +123,13 @@ def indptr(doc_of_feature: np.ndarray, n_docs: int) -> np.ndarray:
     return np.r_[0, np.cumsum(np.bincount(doc_of_feature, minlength=n_docs))].astype(np.int64)
 
 
-def batches(texts: list[str], max_chars: int, budget: int = 1 << 20) -> list[tuple[int, int]]:
-    """[lo, hi) ranges of about ``budget`` characters: big enough that numpy's per-call overhead vanishes, small
-    enough that a batch's byte buffer and hash arrays stay a few tens of MB whatever the corpus."""
+def batches(texts: list[str], max_chars: int | None = None, budget: int = 1 << 20) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of about ``budget`` characters (each text counted up to ``max_chars``, the cap its caller
+    applies; None: whole): big enough that numpy's per-call overhead vanishes, small enough that a batch's byte
+    buffer and hash arrays stay a few tens of MB whatever the corpus."""
     out, lo, size = [], 0, 0
     for i, t in enumerate(texts):
-        size += min(len(t), max_chars)
+        size += len(t) if max_chars is None else min(len(t), max_chars)
         if size >= budget:
             out.append((lo, i + 1))
             lo, size = i + 1, 0

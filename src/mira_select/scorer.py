@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import anchored_score
+from .aggregate import Thresholds, anchored_score
 from .errors import MiraError
 from .stages.group import load_groups
 from .stages.train import load_student_bundle
@@ -52,10 +52,8 @@ class Scorer:
         """For texts of unseen sources: the anchors reliable on the group's pooled validation, and the others at
         the teacher's mean over the whole group (when the workspace fills unreliable anchors)."""
         metrics = read_json(self.ws.root / "students" / group / "metrics.json")
-        th = metrics["thresholds"]
-        keep = [a for a, m in metrics["pooled"].items()
-                if m["n"] >= th["min_n"] and m["mae"] is not None and m["mae"] <= th["max_mae"]
-                and m["spearman"] is not None and m["spearman"] >= th["min_spearman"]]
+        th = Thresholds(**metrics["thresholds"])
+        keep = [a for a, m in metrics["pooled"].items() if th.reliable(m)]
         level = metrics.get("teacher_mean") or {}
         if not keep or not level:
             return keep or list(metrics["anchors"]), {}

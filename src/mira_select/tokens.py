@@ -49,8 +49,11 @@ class TokenCounter:
     def count(self, texts: list[str], max_chars_per_call: int = 1 << 20) -> list[int]:
         """Token count per text. Batches are cut at ~1 MB of text: an Encoding keeps ids, offsets and token
         strings (~100 bytes per token), so one call over a whole row group of long records would hold gigabytes."""
+        from .hashing import batches
+
         out: list[int] = []
-        for batch in _batches(texts, max_chars_per_call):
+        for lo, hi in batches(texts, budget=max_chars_per_call):
+            batch = texts[lo:hi]
             if self._bpe is not None:
                 import unicodedata
 
@@ -62,18 +65,6 @@ class TokenCounter:
 
     def __reduce__(self):
         return (get_counter, (self.spec,))
-
-
-def _batches(texts: list[str], max_chars: int):
-    """Consecutive slices of ``texts`` of at most ``max_chars`` characters (a longer text is a slice of its own)."""
-    start = 0
-    while start < len(texts):
-        end, size = start, 0
-        while end < len(texts) and (end == start or size + len(texts[end]) <= max_chars):
-            size += len(texts[end])
-            end += 1
-        yield texts[start:end]
-        start = end
 
 
 @functools.lru_cache(maxsize=4)

@@ -45,11 +45,16 @@ def _open(ws: Workspace, variant: str) -> pq.ParquetFile:
 
 def _read_rows(ws: Workspace, source: str, shard: str, rows: list[int], ids: list[str],
                columns: list[str]) -> pa.Table:
-    path = ws.records_dir(source) / shard
-    if not path.exists():
-        raise MiraError(f"selection refers to {path}, which no longer exists; run `mira select` again")
+    path = _existing(ws.records_dir(source) / shard)
     return checked_rows(path, rows, ids, columns, "after the selection was made",
                         "run `mira score` and `mira select` again")
+
+
+def _existing(path: Path) -> Path:
+    """A record shard a selection refers to; gone (the corpus was re-ingested since) is an error naming it."""
+    if not path.exists():
+        raise MiraError(f"selection refers to {path}, which no longer exists; run `mira select` again")
+    return path
 
 
 def keep_smallest(keys: np.ndarray, sizes: np.ndarray, locs: list,
@@ -120,6 +125,5 @@ def kept_sample(ws: Workspace, variant: str, n_bytes: int, seed: int) -> list[st
                  for rid, src, shard, row in zip(d["id"], d["source"], d["shard"], d["row"])]
         keys, sizes, locs = keep_smallest(keys, sizes, locs, n_bytes)
     for path in dict.fromkeys(loc[0] for loc in locs):
-        if not path.exists():
-            raise MiraError(f"selection refers to {path}, which no longer exists; run `mira select` again")
+        _existing(path)
     return texts_at(locs, "after the selection was made", "run `mira score` and `mira select` again")

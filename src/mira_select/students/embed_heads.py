@@ -25,20 +25,20 @@ class EmbedHeadsStudent(Student):
     def __init__(self, anchors: list[str], embedder: str = "minilm-static", structure: bool = False,
                  **extra: Any):
         super().__init__(anchors, embedder=embedder, structure=structure, **extra)
-        self.structure = structure
         self._coef: np.ndarray | None = None
         self._intercept = np.zeros(len(anchors), np.float32)
         self._scaler = StructureScaler(structure)
 
-    def features(self, texts: list[str]) -> np.ndarray:
+    def features(self, texts: list[str], structure: np.ndarray | None = None) -> np.ndarray:
+        """Embedding, log length and (standardized) structural signals; ``structure``: that block, already made."""
         emb = get_embedder(self.params["embedder"]).encode(texts)
         length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None] / 10.0
-        return np.hstack([emb, length, self._scaler.transform(texts)]).astype(np.float32)
+        block = self._scaler.transform(texts) if structure is None else structure
+        return np.hstack([emb, length, block]).astype(np.float32)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "EmbedHeadsStudent":
         y = check_targets(texts, y, self.anchors)
-        self._scaler.fit(texts)
-        coef, self._intercept, alpha = fit_ridge(self.features(texts), y)
+        coef, self._intercept, alpha = fit_ridge(self.features(texts, self._scaler.fit(texts)), y)
         self._coef = coef
         self.params["alpha"] = alpha.tolist()
         return self

@@ -193,10 +193,12 @@ class StructureScaler:
         self.scale = np.ones(n, np.float32)
 
     def fit(self, texts: list[str]) -> np.ndarray:
-        f = structural_features(texts) if self.enabled else np.zeros((len(texts), 0), np.float32)
-        if self.enabled:
-            std = f.std(axis=0)
-            self.mean, self.scale = f.mean(axis=0), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        """Learn mean and spread from the training texts; -> their standardized block."""
+        if not self.enabled:
+            return np.zeros((len(texts), 0), np.float32)
+        f = structural_features(texts)
+        std = f.std(axis=0)
+        self.mean, self.scale = f.mean(axis=0), np.where(std > 1e-6, std, 1.0).astype(np.float32)
         return self.standardize(f)
 
     def transform(self, texts: list[str]) -> np.ndarray:
