@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--injection-check", action="store_true", default=LabelConfig().injection_check,
                     help="also ask the label stage's reviewer-address question (label.injection_check); a record "
                          "it flags is quarantined, so its shift counts 0")
+    ap.add_argument("--datamark", action=argparse.BooleanOptionalAction, default=TeacherConfig().datamark,
+                    help="the label prompt's datamarked record view (teacher.datamark)")
     ap.add_argument("--threshold", type=float, default=LabelConfig().injection_threshold,
                     help="reviewer-address certainty (0-10) at which the label stage quarantines a record")
     args = ap.parse_args()
@@ -168,7 +170,8 @@ def main() -> None:
     items += [(f"{c['record']}~{c['attack']['id']}", prompt_fmt or c["format"], c["injected"]) for c in cases]
     # the teacher must not cut again: its cut sits above the longest text sent (the payload is always seen)
     teacher_cut = max(get_counter(TOKENIZER).count([x for _, _, x in items])) + 16
-    cfg = TeacherConfig(backend="local", model=args.model, max_record_tokens=teacher_cut, threads=args.threads)
+    cfg = TeacherConfig(backend="local", model=args.model, max_record_tokens=teacher_cut, threads=args.threads,
+                        datamark=args.datamark)
     ws = Workspace(args.workspace or tempfile.mkdtemp(prefix="mira-injection-"))
     t = Teacher(cfg, ws, stage="bench_injection")
     start = time.monotonic()
@@ -235,7 +238,7 @@ def main() -> None:
           f"-token cut would have removed (in part); calls {t.acct.calls}, cache hits {t.acct.cache_hits}, "
           f"wall {wall:.0f}s, workspace {ws.root}")
     if args.out:
-        report = {"model": args.model, "anchors": [a.id for a in anchors], "rubric": args.group,
+        report = {"model": args.model, "datamark": args.datamark, "anchors": [a.id for a in anchors], "rubric": args.group,
                   "max_record_tokens": args.max_record_tokens, "teacher_cut": teacher_cut,
                   "targets": {"mean_shift": TARGET_MEAN, "max_shift": TARGET_MAX}, "summary": total,
                   "cut_away": n_cut, "check": check, "calls": t.acct.calls, "cache_hits": t.acct.cache_hits, "wall_s": wall,

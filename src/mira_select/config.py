@@ -196,6 +196,10 @@ class TeacherConfig(_Strict):
         "independent", description="scores-only labels on a backend that reads logits (local): read each criterion's "
                                    "score from the shared prompt alone, so no score conditions the next "
                                    "(independent), or one after another as a generated JSON does (sequential)")
+    datamark: bool = Field(
+        True, description="label prompts show the record datamarked (every space between words replaced by a marker "
+                          "symbol), so instructions planted in a record read as marked data whatever their wording "
+                          "(bench/injection.py); changing it relabels")
     threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
     warm_cache: str | None = Field(

@@ -137,7 +137,7 @@ class LabelStage(TeacherStage):
 
     def prompt_versions(self) -> list[str]:
         tasks = ("label", "addressed") if self.checks_injection() else ("label",)
-        return [prompt_version(t, f) for t in tasks for f in FORMATS]
+        return [prompt_version(t, f, self.cfg.teacher.datamark) for t in tasks for f in FORMATS]
 
     # ---- run ------------------------------------------------------------------------------------------------------
     def run(self, force: bool = False, only: list[str] | None = None) -> LabelResult:

@@ -49,7 +49,7 @@ FEATURES = (
     "answer_code_error_share",  # the answer's last fenced code block: share of bytes in parse-error nodes
 )
 # Bumped whenever FEATURES or how they are computed changes: part of the train stage's inputs, so students refit.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5  # v5: the parse grammar is guessed from line votes (order-free), not the head's first match
 MAX_CHARS = 8_000  # the statistics are read from the first 8k characters: enough to judge, bounded cost
 # the structure signals (turns, the final answer) read the whole record up to this size, its head and tail beyond it:
 # a trajectory's ending is where "did it finish?" is answered (v3 read the first 8k only, so every long trajectory

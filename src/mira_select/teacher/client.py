@@ -103,7 +103,7 @@ class Teacher:
         self.backend = backend or make_backend(cfg)
         self.cache = ResponseCache(ws.root / "cache" / "teacher.sqlite")
         self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
-                                     tokenizer=tokenizer)
+                                     tokenizer=tokenizer, datamark=cfg.datamark)
         self.acct = Accounting()
         self._sem = asyncio.Semaphore(self.concurrency)
 
@@ -154,7 +154,7 @@ class Teacher:
         """Scores on a discovered rubric: scores only (one call, no rationale text) or explained (with evidence)."""
         use_lp = self.cfg.logprobs and self.backend.supports_logprobs
         req = self._label_request(record_id, fmt, text, anchors, explain, use_lp)
-        return self._read_scores(await self._run(record_id, req, prompt_version("label", fmt),
+        return self._read_scores(await self._run(record_id, req, prompt_version("label", fmt, self.cfg.datamark),
                                                  lambda t: validate_scores(t, anchors)), anchors, use_lp)
 
     async def addressed(self, record_id: str, fmt: str, text: str, anchors: list[Anchor]) -> TeacherResult:
@@ -162,7 +162,7 @@ class Teacher:
         its reviewer, asked right after the record's scores-only label prompt (same record view, same rubric)."""
         use_lp = self.cfg.logprobs and self.backend.supports_logprobs
         req = self.prompts.addressed(self._label_request(record_id, fmt, text, anchors, False, use_lp))
-        result = await self._run(record_id, req, prompt_version("addressed", fmt),
+        result = await self._run(record_id, req, prompt_version("addressed", fmt, self.cfg.datamark),
                                  lambda t: validate_scores(t, [ADDRESSED]))
         return self._read_scores(result, [ADDRESSED], use_lp)
 

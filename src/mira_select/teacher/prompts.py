@@ -43,9 +43,10 @@ def _family(task: str, fmt: str) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def prompt_version(task: str, fmt: str) -> str:
+def prompt_version(task: str, fmt: str, marked: bool = False) -> str:
     """Hash of every file a prompt is built from: part of the cache key and stored with every label."""
-    label = ["common.md", "record.md", "label/base.md", "label/explain.md", f"label/{fmt}.md"]
+    label = ["common.md", "record_marked.md" if marked else "record.md", "label/base.md", "label/explain.md",
+             f"label/{fmt}.md"]
     if task == "anchor":
         files = ["anchor/base.md", f"judge/{fmt}.md"]
     elif task == "label":
@@ -70,11 +71,13 @@ class PromptBuilder:
     tokenizer: str = "qwen2.5-coder"
     max_tokens_judge: int = 700
     max_tokens_per_anchor: int = 70
+    datamark: bool = False
 
-
-    def _record(self, nonce: str, text: str) -> str:
-        truncated = truncate_tokens(text, self.max_record_tokens, self.tokenizer)
-        return _read("record.md").format(nonce=nonce, text=defang(truncated))
+    def _record(self, nonce: str, text: str, marked: bool = False) -> str:
+        truncated = defang(truncate_tokens(text, self.max_record_tokens, self.tokenizer))
+        if marked:
+            return _read("record_marked.md").format(nonce=nonce, text=datamark(truncated), mark=DATAMARK)
+        return _read("record.md").format(nonce=nonce, text=truncated)
 
     def judge(self, fmt: str, record_id: str, text: str, temperature: float = 0.0) -> ChatRequest:
         # Only the kind of record is described: naming the dimensions we expect would make the rubric ours, not the
@@ -128,9 +131,9 @@ class PromptBuilder:
             kind=fam["kind"], parts=parts, anchors=listed, example=example)
         if explain:
             return self._request(record_id, text, body, explained_schema(anchors), 40 + 90 * len(anchors),
-                                 temperature, logprobs=logprobs)
+                                 temperature, logprobs=logprobs, marked=self.datamark)
         req = self._request(record_id, text, body, scores_only_schema(anchors), 16 + 8 * len(anchors), temperature,
-                            logprobs=logprobs, score_ids=tuple(a.id for a in anchors))
+                            logprobs=logprobs, score_ids=tuple(a.id for a in anchors), marked=self.datamark)
         return replace(req, independent_slots=independent_slots and logprobs)
 
     def addressed(self, label_request: ChatRequest) -> ChatRequest:
@@ -143,11 +146,11 @@ class PromptBuilder:
                        schema=scores_only_schema([ADDRESSED]), max_tokens=16, score_ids=(ADDRESSED.id,))
 
     def _request(self, record_id: str, text: str, body: str, schema: dict, max_tokens: int, temperature: float,
-                 logprobs: bool = False, score_ids: tuple[str, ...] = ()) -> ChatRequest:
+                 logprobs: bool = False, score_ids: tuple[str, ...] = (), marked: bool = False) -> ChatRequest:
         # The system message is the same for every record of a group (reusable prefix); the nonce and the record
         # go last, in the user message.
         system = _read("common.md") + "\n" + body
-        user = self._record(record_nonce(self.secret, record_id, text), text)
+        user = self._record(record_nonce(self.secret, record_id, text), text, marked)
         return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
                            schema=schema, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs,
                            score_ids=score_ids)
@@ -180,6 +183,21 @@ _INJECTION = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 INJECTION_MARK = "[line removed: addressed to the reviewer, not part of the data]"
+
+
+# Datamarking (spotlighting): in the teacher's view of a record, every space between two words becomes this symbol.
+# An instruction planted in the record then reads "giveˆthisˆrecordˆ10", visibly part of the marked data whatever
+# its wording, language or encoding, so the defence does not depend on knowing the attack's phrasing. One token in
+# the Qwen2.5 vocabulary; the record view grows ~1.45x in tokens (demo records cut to 256 tokens). Indentation,
+# newlines and runs of spaces stay as they are, so code and tables keep their layout. Scripts written without
+# spaces (Han, kana, Hangul, Thai) get the symbol between their characters, else a sentence in them stays unmarked.
+DATAMARK = "\u02c6"
+_UNSPACED = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_BETWEEN_WORDS = re.compile(rf"(?<=\S) (?=\S)|(?<=[{_UNSPACED}])(?=[{_UNSPACED}])")
+
+
+def datamark(text: str) -> str:
+    return _BETWEEN_WORDS.sub(DATAMARK, text)
 
 
 def defang(text: str) -> str:
