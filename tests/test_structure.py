@@ -62,6 +62,17 @@ def test_answer_share_sees_an_emptied_answer():
     assert share[0] > share[1] > 0.0 and share[2] == 0.0
 
 
+def test_answer_overlap_sees_an_answer_written_for_another_question():
+    from mira_select.teacher.twins import mismatch_answer
+
+    rng = random.Random(0)
+    texts = _corpus("qa_gpteacher_codegen", 60)
+    pairs = [(t, m) for i, t in enumerate(texts) if (m := mismatch_answer(t, texts[(i + 7) % len(texts)], rng))]
+    own, swapped = _signal("answer_overlap", [t for t, _ in pairs]), _signal("answer_overlap", [m for _, m in pairs])
+    assert len(pairs) >= 50 and (own > swapped).mean() >= 0.85
+    assert _signal("answer_overlap", ["just prose, no question and answer"])[0] == 0.5
+
+
 def test_embedding_tier_with_structure_ranks_a_shuffled_file_below_it_and_reloads(tmp_path):
     """The embedding of a shuffled file sits beside the file's own; with the structural block the student learns the
     teacher's low score for such twins and keeps that after save/load (the mean and spread travel with it)."""
