@@ -113,6 +113,18 @@ def test_answer_signals_see_an_answer_that_contradicts_its_trace():
     assert errors[0] == 0.0 and errors[1] > 0.0
 
 
+def test_missing_return_sees_a_function_that_cannot_return_what_it_promises():
+    from mira_select.students.structure import missing_return_share
+
+    good = "class S:\n    def f(self, x: int) -> int:\n        if x:\n            return 1\n        raise ValueError\n"
+    dropped = "class S:\n    def f(self, x: int) -> int:\n        y = x + 1\n        def g() -> int:\n            return y\n"
+    assert missing_return_share(good) == 0.0
+    assert missing_return_share(dropped) == 0.5  # f never returns (g's return is g's); g does
+    assert missing_return_share("def f(x) -> None:\n    print(x)\n") == 0.0
+    record = "Q\n<think>\nuse a loop\n</think>\n\nAnswer: ```python\n" + dropped + "```"
+    assert _signal("answer_missing_return", [record])[0] == 0.5
+
+
 def test_structure_signals_read_the_end_of_a_long_trajectory():
     """A long real trajectory is judged finished or not by its end (beyond the 8k-character head the statistics
     read), and its repeated-call twin by the loop wherever it sits."""

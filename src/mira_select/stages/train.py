@@ -28,7 +28,7 @@ from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..rubric import active_anchor_ids
 from ..students.base import Student
-from ..students.structure import FEATURE_VERSION, remembered
+from ..students.structure import FEATURE_VERSION, FEATURES, remembered
 from ..students.registry import load_student, make_student
 from ..workspace import Counts, Workspace, read_json, write_json
 from .group import group_members
@@ -135,7 +135,7 @@ class TrainStage:
         labels = self.ws.root / "labels" / group
         d = student_dir(self.ws, group)
         return self.ledger.unit(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
-                                               "features": FEATURE_VERSION,
+                                               "features": [FEATURE_VERSION, *FEATURES],
                                                "tiers": {k: list(v) for k, v in CPU_TIERS.items()},
                                                "labels": Ref("label", f"{group}/_final"),
                                                **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",

@@ -51,10 +51,14 @@ FEATURES = (
     # answer follow from the trace? Both are 0.5 / 0 where they do not apply, so other formats see constants.
     "answer_matches_trace",  # 1: the answer's last number is one the trace ends on; 0: it is not; 0.5: n/a
     "answer_code_error_share",  # the answer's last fenced code block: share of bytes in parse-error nodes
+    # ... and, when it is Python, the share of its functions annotated to return a value that never return, yield
+    # or raise (mypy's "missing return statement"): code that parses but cannot deliver what it promises
+    "answer_missing_return",
 )
 # Bumped whenever FEATURES or how they are computed changes: part of the train stage's inputs, so students refit.
-# v5: the parse grammar is voted by lines (order-free), not the head's first match; answer_overlap
-FEATURE_VERSION = 5
+# v5: the parse grammar is voted by lines (order-free), not the head's first match; answer_overlap; v6:
+# answer_missing_return
+FEATURE_VERSION = 6
 MAX_CHARS = 8_000  # the statistics are read from the first 8k characters: enough to judge, bounded cost
 # the structure signals (turns, the final answer) read the whole record up to this size, its head and tail beyond it:
 # a trajectory's ending is where "did it finish?" is answered (v3 read the first 8k only, so every long trajectory
@@ -184,15 +188,47 @@ def _answer_signals(text: str) -> list[float]:
     n-grams cannot see it (the two records differ in one token). Code answers are judged by whether they parse."""
     head, sep, tail = text.rpartition(_THINK_END)
     if not sep:
-        return [0.5, 0.0]
+        return [0.5, 0.0, 0.0]
     if fences := _CODE_FENCE.findall(tail):
-        from ..prefilter.rules import guessed_error_share
+        from ..prefilter.rules import _guess_language, guessed_error_share
 
-        return [0.5, guessed_error_share(fences[-1], MAX_CHARS) if fences[-1].strip() else 1.0]
+        code = fences[-1]
+        if not code.strip():
+            return [0.5, 1.0, 0.0]
+        python = _guess_language(code) == "python"
+        return [0.5, guessed_error_share(code, MAX_CHARS), missing_return_share(code) if python else 0.0]
     answer = _numbers(tail)
     if not answer:
-        return [0.5, 0.0]
-    return [float(any(abs(answer[-1] - x) < 1e-9 for x in _numbers(head)[-TRACE_TAIL:])), 0.0]
+        return [0.5, 0.0, 0.0]
+    return [float(any(abs(answer[-1] - x) < 1e-9 for x in _numbers(head)[-TRACE_TAIL:])), 0.0, 0.0]
+
+
+_EXITS = frozenset({"return_statement", "yield", "raise_statement"})
+_SCOPES = frozenset({"function_definition", "lambda", "class_definition"})  # their returns are not the outer one's
+
+
+def missing_return_share(code: str) -> float:
+    """Share of the Python functions annotated to return something (not None / NoReturn) whose body has no return,
+    yield or raise of its own."""
+    from ..prefilter.rules import _parser
+
+    stack = [_parser("python").parse(code[:MAX_CHARS].encode("utf-8", "surrogatepass")).root_node]
+    annotated = missing = 0
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        returns = node.child_by_field_name("return_type") if node.type == "function_definition" else None
+        if returns is None or returns.text in (b"None", b"NoReturn"):
+            continue
+        annotated += 1
+        body, found = [node.child_by_field_name("body")], False
+        while body and not found:
+            n = body.pop()
+            found = n is not None and n.type in _EXITS
+            if n is not None and not found:
+                body.extend(c for c in n.children if c.type not in _SCOPES)
+        missing += not found
+    return missing / annotated if annotated else 0.0
 
 
 class StructureScaler:
