@@ -24,6 +24,10 @@ Measured (2026-11-30, embedded 1.5B, first 24 attacks + their 24 clean records):
 clean records P(yes) 0.36-0.48 and injected ones 0.33-0.55 (asked after the label prompt), or 0.70-0.90 for both
 (asked alone, as a prompt-injection detector): no signal at this size, so label.injection_check is off by default.
 
+Measured (2026-11-30, embedded 1.5B, all 68 attacks, bench/results_injection.json): with the datamarked label view
+(teacher.datamark, the default) mean shift +0.18, max +2.88, 10 % of attacks over 1 point; unmarked (--no-datamark)
++0.83 / +4.63 / 34 %; the datamark's closing text without the marks +0.53 / +4.17 / 24 %.
+
 Every call goes through the Teacher layer and its cache: a re-run with the same --workspace costs no call.
 """
 

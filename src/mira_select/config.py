@@ -199,7 +199,8 @@ class TeacherConfig(_Strict):
     datamark: bool = Field(
         True, description="label prompts show the record datamarked (every space between words replaced by a marker "
                           "symbol), so instructions planted in a record read as marked data whatever their wording "
-                          "(bench/injection.py); changing it relabels")
+                          "(bench/injection.py: with the 1.5B teacher max shift +4.6 -> +2.9, at ~28 % less "
+                          "clean-vs-corrupted separation); changing it relabels")
     threads: int = Field(0, ge=0, description="local backend threads; 0 = all cores")
     replay_as: Literal["local", "openai"] = Field("local", description="replay: which backend's cache entries to use")
     warm_cache: str | None = Field(
