@@ -31,15 +31,15 @@ def test_parse_grammar_guess_follows_the_language_not_the_line_order():
     the head found 16 of the first 40 oh-my-zsh files to be shell; 32 of 40 curl files kept their guess when
     shuffled), and the same for a file and its shuffled copy, so the
     parse-error signal compares like with like."""
-    from mira_select.prefilter.rules import _guess_language
+    from mira_select.prefilter.rules import guess_language
 
     rng = random.Random(1)
     for source, lang, need in (("code_c_curl", "c", 38), ("code_shell_ohmyzsh", "bash", 34),
                                ("code_python_pypi", "python", 32)):
         texts = _corpus(source, 40)
-        assert sum(_guess_language(t) == lang for t in texts) >= need, source
+        assert sum(guess_language(t) == lang for t in texts) >= need, source
         shuffled = [(t, s) for t in texts if (s := shuffle_lines(t, rng))]
-        assert sum(_guess_language(t) == _guess_language(s) for t, s in shuffled) >= 0.95 * len(shuffled), source
+        assert sum(guess_language(t) == guess_language(s) for t, s in shuffled) >= 0.95 * len(shuffled), source
 
 
 def test_action_repeats_and_unfinished_trajectories_are_seen():

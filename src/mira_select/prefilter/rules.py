@@ -126,7 +126,7 @@ _GRAMMARS = ("python", "javascript", "typescript", "c", "bash")
 
 
 @functools.lru_cache(maxsize=None)
-def _parser(lang: str):
+def code_parser(lang: str):
     from tree_sitter import Language, Parser
 
     mod = __import__(f"tree_sitter_{lang}")
@@ -151,7 +151,7 @@ _VOTES = {
 }
 
 
-def _guess_language(text: str, window: int = 8_000) -> str:
+def guess_language(text: str, window: int = 8_000) -> str:
     """The grammar with the most voting lines in the first ``window`` characters (the parse window). TypeScript
     markers next to JavaScript votes mean TypeScript (its grammar parses JavaScript too); no vote at all: bash."""
     head = text[:window]
@@ -181,17 +181,17 @@ def guessed_error_share(text: str, max_bytes: int = 8_000) -> float:
     """Share of the text's bytes in error nodes when parsed with its likeliest grammar (one parse; prose scores
     high, a broken file higher than its intact copy): a graded parses-or-not signal for the student."""
     data = text.encode("utf-8", "surrogatepass")[:max_bytes]
-    return _error_share(_parser(_guess_language(text, max_bytes)).parse(data), len(data)) if data else 0.0
+    return _error_share(code_parser(guess_language(text, max_bytes)).parse(data), len(data)) if data else 0.0
 
 
 def syntax_error(text: str, s: Any) -> str | None:
     """Fires when no available grammar parses the file with fewer than ``max_error_share`` of its bytes in error
     nodes. The likeliest grammar goes first, so a clean file costs one parse."""
     data = text.encode("utf-8", "surrogatepass")[: s.max_bytes]
-    first = _guess_language(text, s.max_bytes)
+    first = guess_language(text, s.max_bytes)
     best = 1.0
     for lang in (first, *[g for g in _GRAMMARS if g != first]):
-        share = _error_share(_parser(lang).parse(data), len(data))
+        share = _error_share(code_parser(lang).parse(data), len(data))
         best = min(best, share)
         if share <= s.max_error_share:
             return None

@@ -190,12 +190,12 @@ def _answer_signals(text: str) -> list[float]:
     if not sep:
         return [0.5, 0.0, 0.0]
     if fences := _CODE_FENCE.findall(tail):
-        from ..prefilter.rules import _guess_language, guessed_error_share
+        from ..prefilter.rules import guess_language, guessed_error_share
 
         code = fences[-1]
         if not code.strip():
             return [0.5, 1.0, 0.0]
-        python = _guess_language(code) == "python"
+        python = guess_language(code) == "python"
         return [0.5, guessed_error_share(code, MAX_CHARS), missing_return_share(code) if python else 0.0]
     answer = _numbers(tail)
     if not answer:
@@ -210,9 +210,9 @@ _SCOPES = frozenset({"function_definition", "lambda", "class_definition"})  # th
 def missing_return_share(code: str) -> float:
     """Share of the Python functions annotated to return something (not None / NoReturn) whose body has no return,
     yield or raise of its own."""
-    from ..prefilter.rules import _parser
+    from ..prefilter.rules import code_parser
 
-    stack = [_parser("python").parse(code[:MAX_CHARS].encode("utf-8", "surrogatepass")).root_node]
+    stack = [code_parser("python").parse(code[:MAX_CHARS].encode("utf-8", "surrogatepass")).root_node]
     annotated = missing = 0
     while stack:
         node = stack.pop()
