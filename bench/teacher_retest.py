@@ -61,8 +61,8 @@ def main() -> None:
     texts = labeled_texts(ws, rows)
     fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
     # a fresh workspace: its own secret (so new nonces) and no warm cache
-    tc = cfg.teacher.model_copy(update={"warm_cache": None,
-                                        "max_record_tokens": cfg.label.max_record_tokens or cfg.teacher.max_record_tokens})
+    cut = cfg.label.max_record_tokens or cfg.teacher.max_record_tokens
+    tc = cfg.teacher.model_copy(update={"warm_cache": None, "max_record_tokens": cut})
     own = Workspace(Path(args.workspace or tempfile.mkdtemp(prefix="mira-retest-")))
     teacher = Teacher(tc, own, stage="retest", tokenizer=cfg.tokenizer)
     try:
