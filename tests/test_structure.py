@@ -114,7 +114,11 @@ def test_answer_signals_see_an_answer_that_contradicts_its_trace():
 
 
 def test_missing_return_sees_a_function_that_cannot_return_what_it_promises():
-    from mira_select.students.structure import missing_return_share
+    from mira_select.prefilter.rules import code_parser
+    from mira_select.students.structure import missing_return_share as share_of_tree
+
+    def missing_return_share(code: str) -> float:
+        return share_of_tree(code_parser("python").parse(code.encode()))
 
     good = "class S:\n    def f(self, x: int) -> int:\n        if x:\n            return 1\n        raise ValueError\n"
     dropped = "class S:\n    def f(self, x: int) -> int:\n        y = x + 1\n        def g() -> int:\n            return y\n"

@@ -70,7 +70,6 @@ def teacher_means(y: np.ndarray, sources: list[str], anchors: list[str]) -> dict
     return out
 
 
-
 def reliability_mask(fid: dict[str, Any], sources: list[str], anchors: list[str], th: Thresholds,
                      means: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """-> {source: {anchors: [...reliable...], basis: {anchor: source|pooled|none}, fallback: bool, fill: {...}}}.

@@ -163,7 +163,7 @@ def guess_language(text: str, window: int = 8_000) -> str:
     return best if votes[best] else "bash"
 
 
-def _error_share(tree, n_bytes: int) -> float:
+def error_share(tree, n_bytes: int) -> float:
     """Bytes inside ERROR / MISSING nodes, as a share of the file (nested errors counted once)."""
     errors, stack = 0, [tree.root_node]
     while stack:
@@ -177,11 +177,19 @@ def _error_share(tree, n_bytes: int) -> float:
     return errors / max(n_bytes, 1)
 
 
+def parse_guessed(text: str, max_bytes: int = 8_000) -> tuple[str, Any, int]:
+    """(grammar, syntax tree or None for an empty text, bytes parsed): the text's first ``max_bytes`` bytes parsed
+    with its likeliest grammar, for callers that read more than one thing from the same tree."""
+    data = text.encode("utf-8", "surrogatepass")[:max_bytes]
+    lang = guess_language(text, max_bytes)
+    return lang, code_parser(lang).parse(data) if data else None, len(data)
+
+
 def guessed_error_share(text: str, max_bytes: int = 8_000) -> float:
     """Share of the text's bytes in error nodes when parsed with its likeliest grammar (one parse; prose scores
     high, a broken file higher than its intact copy): a graded parses-or-not signal for the student."""
-    data = text.encode("utf-8", "surrogatepass")[:max_bytes]
-    return _error_share(code_parser(guess_language(text, max_bytes)).parse(data), len(data)) if data else 0.0
+    _, tree, n_bytes = parse_guessed(text, max_bytes)
+    return error_share(tree, n_bytes) if tree is not None else 0.0
 
 
 def syntax_error(text: str, s: Any) -> str | None:
@@ -191,7 +199,7 @@ def syntax_error(text: str, s: Any) -> str | None:
     first = guess_language(text, s.max_bytes)
     best = 1.0
     for lang in (first, *[g for g in _GRAMMARS if g != first]):
-        share = _error_share(code_parser(lang).parse(data), len(data))
+        share = error_share(code_parser(lang).parse(data), len(data))
         best = min(best, share)
         if share <= s.max_error_share:
             return None

@@ -190,13 +190,12 @@ def _answer_signals(text: str) -> list[float]:
     if not sep:
         return [0.5, 0.0, 0.0]
     if fences := _CODE_FENCE.findall(tail):
-        from ..prefilter.rules import guess_language, guessed_error_share
+        from ..prefilter.rules import error_share, parse_guessed
 
-        code = fences[-1]
-        if not code.strip():
+        if not fences[-1].strip():
             return [0.5, 1.0, 0.0]
-        python = guess_language(code) == "python"
-        return [0.5, guessed_error_share(code, MAX_CHARS), missing_return_share(code) if python else 0.0]
+        lang, tree, n_bytes = parse_guessed(fences[-1], MAX_CHARS)  # one parse for both code signals
+        return [0.5, error_share(tree, n_bytes), missing_return_share(tree) if lang == "python" else 0.0]
     answer = _numbers(tail)
     if not answer:
         return [0.5, 0.0, 0.0]
@@ -207,12 +206,10 @@ _EXITS = frozenset({"return_statement", "yield", "raise_statement"})
 _SCOPES = frozenset({"function_definition", "lambda", "class_definition"})  # their returns are not the outer one's
 
 
-def missing_return_share(code: str) -> float:
-    """Share of the Python functions annotated to return something (not None / NoReturn) whose body has no return,
-    yield or raise of its own."""
-    from ..prefilter.rules import code_parser
-
-    stack = [code_parser("python").parse(code[:MAX_CHARS].encode("utf-8", "surrogatepass")).root_node]
+def missing_return_share(tree) -> float:
+    """Share of the functions of a Python syntax tree annotated to return something (not None / NoReturn) whose
+    body has no return, yield or raise of its own."""
+    stack = [tree.root_node]
     annotated = missing = 0
     while stack:
         node = stack.pop()
