@@ -3,6 +3,7 @@ from pathlib import Path
 import fsspec
 import zstandard
 import orjson
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -86,15 +87,15 @@ def test_qwen_token_counts_are_real():
     assert len(counter.info.sha256) == 64
 
 
-def test_fast_bpe_counts_equal_the_tokenizers_library(tmp_path):
-    """Counts come from tiktoken's BPE over the bundled vocabulary: they must equal `tokenizers` on the same
-    tokenizer.json, on real records of every format, special-token strings and unnormalized Unicode included."""
+def test_fast_counts_equal_the_tokenizers_library(tmp_path):
+    """Counts come from fastokens over the bundled tokenizer.json: they must equal `tokenizers` on the same file,
+    on real records of every format, special-token strings and unnormalized Unicode included."""
     from mira_select.tokens import TokenCounter
 
     from .conftest import DEMO_CORPUS
 
     counter = TokenCounter("qwen2.5-coder")
-    assert counter._bpe is not None
+    assert counter._fast is not None
     texts = []
     for path in sorted(DEMO_CORPUS.glob("*.jsonl.zst")):
         lines = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=1 << 30).splitlines()
@@ -105,7 +106,9 @@ def test_fast_bpe_counts_equal_the_tokenizers_library(tmp_path):
     assert counter.count(texts, max_chars_per_call=1000) == slow  # batching does not change a count
 
 
-def test_a_tokenizer_tiktoken_cannot_express_is_counted_by_tokenizers(tmp_path):
+def test_a_user_tokenizer_is_probed_and_counted_exactly(tmp_path):
+    """A tokenizer.json that is not bundled is checked against `tokenizers` on probe strings before fastokens
+    counts it; either way the counts are the real ones."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from mira_select.tokens import TokenCounter
@@ -115,4 +118,16 @@ def test_a_tokenizer_tiktoken_cannot_express_is_counted_by_tokenizers(tmp_path):
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     counter = TokenCounter(str(path))
-    assert counter._bpe is None and counter.count(["a b c", "a"]) == [3, 1]
+    assert counter.count(["a b c", "a"]) == [3, 1]
+    assert counter.info.vocab_size == 3
+
+
+def test_an_unreadable_tokenizer_is_a_clear_error(tmp_path):
+    from mira_select.errors import MiraError
+    from mira_select.tokens import TokenCounter
+
+    for name, body in [("broken.json", "{not json"), ("odd.json", '{"model": {"type": "Nonsense"}}')]:
+        path = tmp_path / name
+        path.write_text(body)
+        with pytest.raises(MiraError, match=f"cannot load tokenizer '{path}'"):
+            TokenCounter(str(path)).count(["a"])

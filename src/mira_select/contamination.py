@@ -29,10 +29,15 @@ class BenchmarkIndex:
     owners: dict[int, list[int]]  # n-gram hash -> solutions containing it
     sizes: np.ndarray  # distinct n-grams per solution
     ids: list[str]
+    gate: np.ndarray  # sorted unique hashes of every solution's shortest-length n-grams (lengths[0] words)
 
     @functools.cached_property
     def _key_set(self) -> pa.Array:
         return pa.array(self.keys, pa.uint64())
+
+    @functools.cached_property
+    def _gate_set(self) -> pa.Array:
+        return pa.array(self.gate, pa.uint64())
 
     def flags(self, texts: list[str]) -> list[bool]:
         """One flag per text: does it cover ≥ threshold of some solution's n-grams?
@@ -50,6 +55,14 @@ class BenchmarkIndex:
         if not len(self.keys) or not texts:
             return out
         words, doc = _words(texts)
+        # A text can hold a solution's n-gram only if it holds that n-gram's first lengths[0] words, which are one
+        # of the gate's n-grams: one hashing pass rules out almost every text, and only the others get all lengths.
+        grams, gdoc = ngram_hashes(words, doc, self.lengths[0])
+        hit = pc.is_in(pa.array(grams), value_set=self._gate_set).to_numpy(zero_copy_only=False)
+        if not hit.any():
+            return out
+        keep = np.isin(doc, np.unique(gdoc[hit]))
+        words, doc = words[keep], doc[keep]
         for n in self.lengths:
             grams, gdoc = ngram_hashes(words, doc, n)
             # a hash-set lookup per n-gram (Arrow's is_in): ~7x faster than a binary search in the ~100k sorted keys,
@@ -91,4 +104,8 @@ def build_index(spec: str = "bundled", n: int = 13, min_words: int = 8, threshol
             sizes[k] += 1
             owners.setdefault(g, []).append(k)
     keys = np.array(sorted(owners), dtype=np.uint64)
-    return BenchmarkIndex(n, threshold, lengths, keys, owners, sizes, [i.id for i in items])
+    gate = np.empty(0, np.uint64)
+    if lengths:
+        grams, gdoc = ngram_hashes(words, doc, lengths[0])
+        gate = np.unique(grams[size_of[gdoc] > 0])
+    return BenchmarkIndex(n, threshold, lengths, keys, owners, sizes, [i.id for i in items], gate)

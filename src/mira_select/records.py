@@ -78,20 +78,52 @@ _TOOL_MARKERS = re.compile(
     r"<tool_call>|<function_call>|<functioncall>|\"tool_calls\"\s*:|<returncode>|<execute>"
     r"|\"role\"\s*:\s*\"(tool|function|ipython)\"|\"from\"\s*:\s*\"(function_call|observation)\"|\"API_name\"\s*:"
 )
+
+
+class _Gated:
+    """A regex searched only when one of the literals it cannot match without is in the text.
+
+    Python's `re` finds no literal prefix in an alternation that starts with an anchor or an optional group, so it
+    tries every branch at every position: on the 40,688 demo records these four patterns cost 5.7 s of a 16 s ingest.
+    A substring test (C speed) rules most texts out first; the answer is the regex's own wherever a literal occurs.
+    With ``fold``, the literals are lower-case and tested on the lower-cased text; that equals IGNORECASE only for
+    ASCII, so a non-ASCII text always goes to the regex.
+    """
+
+    def __init__(self, pattern: str, literals: tuple[str, ...], flags: int = 0, fold: bool = False):
+        self.regex = re.compile(pattern, flags)
+        self.literals, self.fold = literals, fold
+
+    def search(self, text: str) -> re.Match | None:
+        probe = text
+        if self.fold:
+            if not text.isascii():
+                return self.regex.search(text)
+            probe = text.lower()
+        if not any(lit in probe for lit in self.literals):
+            return None
+        return self.regex.search(text)
+
+
 # A prompt that sets up an environment with actions or declares tools.
-_AGENT_CONTEXT = re.compile(
+_AGENT_CONTEXT = _Gated(
     r"you are an? (?:autonomous |intelligent |helpful )*(?:agent|assistant that can interact)|interact (?:with|multiple"
     r" times)|available (?:actions|tools|commands|functions)|access to the following (?:functions|tools)"
     r"|you can use the following|action space|\"parameters\"\s*:",
-    re.IGNORECASE,
+    ("you are a", "interact ", "available ", "access to the following ", "you can use the following", "action space",
+     '"parameters"'),
+    re.IGNORECASE, fold=True,
 )
 # Line-initial step labels (ReAct / AgentTuning) and shell or browser actions; the (?:\\n) branch matches inside
 # JSON-escaped strings.
-_ACTION = re.compile(r"(?:^|\\n)\s*(?:Action(?: \d+)?|Act|THOUGHT)\s*:|```(?:bash|sh)\b|\bclick \[|\bsearch\[|\bfinish\[",
-                     re.MULTILINE)
-_OBSERVATION = re.compile(r"(?:^|\\n|\")\s*Observation(?: \d+)?\s*:|<output>|The output of the OS|\[SEP\]", re.MULTILINE)
+_ACTION = _Gated(r"(?:^|\\n)\s*(?:Action(?: \d+)?|Act|THOUGHT)\s*:|```(?:bash|sh)\b|\bclick \[|\bsearch\[|\bfinish\[",
+                 ("Act", "THOUGHT", "```bash", "```sh", "click [", "search[", "finish["), re.MULTILINE)
+_OBSERVATION = _Gated(r"(?:^|\\n|\")\s*Observation(?: \d+)?\s*:|<output>|The output of the OS|\[SEP\]",
+                      ("Observation", "<output>", "The output of the OS", "[SEP]"), re.MULTILINE)
 _ASSISTANT_TURN = re.compile(r"\"role\"\s*:\s*\"assistant\"|\"from\"\s*:\s*\"gpt\"|<\|assistant\|>|<\|im_start\|>assistant")
-_CHAT_MARKERS = re.compile(r"<\|im_start\|>|<\|user\|>|<\|assistant\|>|^### (Instruction|Response)\b|^(Human|Assistant|USER|ASSISTANT):", re.MULTILINE)
+_CHAT_MARKERS = _Gated(r"<\|im_start\|>|<\|user\|>|<\|assistant\|>|^### (Instruction|Response)\b|^(Human|Assistant|USER|ASSISTANT):",
+                       ("<|im_start|>", "<|user|>", "<|assistant|>", "### Instruction", "### Response", "Human:",
+                        "Assistant:", "USER:", "ASSISTANT:"), re.MULTILINE)
 
 
 def get_path(row: Mapping[str, Any], dotted: str) -> Any:
