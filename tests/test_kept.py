@@ -119,3 +119,17 @@ def test_holdout_sample_is_uncontaminated_held_out_and_capped(selected):
     assert len(held) > 5 and len(texts) == 5 and set(texts) <= set(held.values())
     assert runner.holdout_texts(sources) == texts
     assert EvalRunner(cfg, holdout_records=1000).holdout_texts(sources).__len__() == len(held)
+
+
+def test_long_runs_are_read_in_pieces_of_bounded_text(selected, monkeypatch):
+    """A run of one shard is cut by bytes of text as well as by rows, and the pieces still add up to the selection."""
+    ws = Workspace(selected / "ws")
+    kept = pq.read_table(kept_io.kept_path(ws, "group"))
+    monkeypatch.setattr(kept_io, "RUN_BYTES", 20_000)
+    pieces = list(kept_io.iter_kept_records(ws, "group", ["id", "text"]))
+    ids = [i for t in pieces for i in t.column("id").to_pylist()]
+    assert ids == kept.column("id").to_pylist()
+    longest = max(kept.column("n_bytes").to_pylist())
+    assert max(sum(len(x.encode()) for x in t.column("text").to_pylist()) for t in pieces) < 20_000 + longest
+    assert len(pieces) > len({(s, h) for s, h in zip(kept.column("source").to_pylist(),
+                                                     kept.column("shard").to_pylist())})

@@ -39,13 +39,19 @@ class DSIRWeights:
         bucket = (((feats * MIX) >> np.uint64(32)) % np.uint64(self.buckets)).astype(np.int64)
         return bucket, docs
 
-    def _count(self, texts: Iterable[str], into: np.ndarray, chunk: int = 2048) -> None:
-        """Streams: at most ``chunk`` texts are held at a time, however large the corpus."""
-        it = iter(texts)
-        while batch := list(itertools.islice(it, chunk)):
-            for lo, hi in batches(batch, self.max_chars):
-                bucket, _ = self._features(batch[lo:hi])
+    def _count(self, texts: Iterable[str], into: np.ndarray, budget: int = 1 << 20) -> None:
+        """Streams: texts are hashed ~``budget`` characters at a time (each counted up to ``max_chars``), so memory is
+        the same whatever the corpus and whatever its record lengths."""
+        batch: list[str] = []
+        size = 0
+        for text in itertools.chain(texts, [None]):
+            if text is not None:
+                batch.append(text)
+                size += min(len(text), self.max_chars)
+            if batch and (text is None or size >= budget):
+                bucket, _ = self._features(batch)
                 into += np.bincount(bucket, minlength=self.buckets)
+                batch, size = [], 0
 
     def fit(self, target: Iterable[str], raw: Iterable[str]) -> "DSIRWeights":
         self._count(target, self.target)

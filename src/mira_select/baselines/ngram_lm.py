@@ -47,7 +47,7 @@ class HashedNgramLM:
         keep = np.r_[cdoc[:-1] == cdoc[1:], False] if len(cdoc) else np.zeros(0, bool)
         return self._bucket(gram), self._bucket(ctx[keep])
 
-    def fit(self, texts: Iterable[str], batch_chars: int = 1 << 22) -> "HashedNgramLM":
+    def fit(self, texts: Iterable[str], batch_chars: int = 1 << 20) -> "HashedNgramLM":
         batch: list[str] = []
         size = 0
         for t in texts:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from ..config import MiraConfig
 from ..errors import MiraError
 from ..holdout import id_buckets, reference_mask
-from ..io.shards import read_sidecar_column
+from ..io.shards import read_sidecar_column, text_batches
 from ..variants.base import VariantScorer
 from ..workspace import Counts, Workspace
 
@@ -37,7 +36,7 @@ def reference_texts(cfg: MiraConfig, ws: Workspace) -> Iterator[str]:
     n = 0
     for source in ref.sources:
         for shard in ws.record_shards(source):
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=["id", "text"]):
+            for batch in text_batches(shard, ["id", "text"]):
                 mask = reference_mask(cfg, source, id_buckets(batch.column("id").to_pylist()))
                 texts = [x for x, m in zip(batch.column("text").to_pylist(), mask) if m]
                 n += len(texts)
@@ -112,7 +111,7 @@ class DsirScorer(SidecarScorer):
         def raw():
             for source in self.sources:
                 for shard in self.ws.record_shards(source):
-                    for batch in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=["text"]):
+                    for batch in text_batches(shard, ["text"]):
                         yield from batch.column("text").to_pylist()
 
         b = self.cfg.baselines

@@ -16,18 +16,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..config import MiraConfig
 from ..holdout import id_buckets
-from ..io.shards import shard_writer
+from ..io.shards import shard_writer, text_batches
 from ..ledger import Ref, Unit
 from ..progress import Reporter
 from ..stages.shard_stage import ShardStage
 from ..workspace import Counts, Workspace
 
 SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("score", pa.float64())])
-BATCH = 2048
 
 
 def stage_name(variant: str) -> str:
@@ -82,7 +80,7 @@ def score_shard(unit: BaselineUnit) -> Counts:
     fn = _model(unit.variant, unit.root, unit.model)
     n = 0
     with shard_writer(Path(unit.out), SCHEMA) as w:
-        for batch in pq.ParquetFile(unit.shard).iter_batches(batch_size=BATCH, columns=["id", "text"]):
+        for batch in text_batches(Path(unit.shard), ["id", "text"]):
             ids, texts = batch.column("id").to_pylist(), batch.column("text").to_pylist()
             w.write_table(pa.table({"id": ids, "score": np.asarray(fn(texts, ids, unit), np.float64)}, schema=SCHEMA))
             n += len(ids)

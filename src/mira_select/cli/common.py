@@ -38,6 +38,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def main() -> None:
+    from ..executor.base import use_system_allocator
+
+    use_system_allocator()
     try:
         app()
     except MiraError as exc:

@@ -27,6 +27,20 @@ class Needs:
 CPU_ONLY = Needs()
 
 
+def use_system_allocator() -> None:
+    """Arrow buffers from the C library's allocator in this process and the processes it starts.
+
+    pyarrow's default pool (mimalloc) keeps what it frees: reading 15 MB vs 153 MB of record shards in char-bounded
+    batches peaked at 153 vs 223 MB RSS with it, 123 vs 150 MB with the system allocator, at equal speed. A user's
+    ``ARROW_DEFAULT_MEMORY_POOL`` wins."""
+    import os
+
+    if os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system") == "system":
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 class Executor(abc.ABC):
     """Maps a picklable top-level function over work items; results arrive as units finish (any order)."""
 

@@ -6,7 +6,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from .base import Executor, Needs, bounded_map
+from .base import Executor, Needs, bounded_map, use_system_allocator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -17,6 +17,7 @@ def _init_worker() -> None:
     # Each worker is one of N processes on N cores: keep libraries from spawning their own thread pools on top.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    use_system_allocator()
 
 
 class LocalExecutor(Executor):

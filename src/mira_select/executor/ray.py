@@ -31,7 +31,7 @@ import orjson
 from ..config import ExecutorConfig
 from ..errors import MiraError
 from ..quiet import captured_output, is_verbose
-from .base import CPU_ONLY, Executor, Needs, bounded_map
+from .base import CPU_ONLY, Executor, Needs, bounded_map, use_system_allocator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,6 +73,7 @@ def _run_unit(fn: Callable[[T], R], item: T) -> tuple[R, str, str, int]:
     """The task body: the unit, and where it ran (node id, node IP, worker pid)."""
     import ray
 
+    use_system_allocator()
     result = fn(item)
     return result, ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(), os.getpid()
 

@@ -24,7 +24,8 @@ KEPT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("shard",
                          ("row", pa.int32()), ("score", pa.float32()), ("n_tokens", pa.int32()),
                          ("n_bytes", pa.int32())])
 BATCH = 65_536
-RUN = 2_048  # kept rows read from a record shard at once (the row groups holding them are decoded)
+RUN = 2_048  # kept rows read from a record shard at once (the row groups holding them are decoded) ...
+RUN_BYTES = 4 << 20  # ... or fewer when they hold this many bytes of text: a row count alone bounds nothing
 
 
 def kept_path(ws: Workspace, variant: str) -> Path:
@@ -82,21 +83,24 @@ def texts_at(locations: list[tuple[Path, int, str]], when: str, remedy: str) -> 
 
 
 def iter_kept_records(ws: Workspace, variant: str, columns: list[str]) -> Iterator[pa.Table]:
-    """The kept records' ``columns`` (record-shard columns), in selection order, at most ``RUN`` rows of one record
-    shard at a time: memory holds one batch of locations plus those rows, whatever the size of the selection."""
+    """The kept records' ``columns`` (record-shard columns), in selection order, at most ``RUN`` rows and about
+    ``RUN_BYTES`` of text of one record shard at a time: memory holds one batch of locations plus those rows,
+    whatever the size of the selection and the length of its records."""
     pf = _open(ws, variant)
     run_key: tuple[str, str] | None = None
     rows: list[int] = []
     ids: list[str] = []
-    for batch in pf.iter_batches(batch_size=BATCH, columns=["id", "source", "shard", "row"]):
+    size = 0
+    for batch in pf.iter_batches(batch_size=BATCH, columns=["id", "source", "shard", "row", "n_bytes"]):
         d = batch.to_pydict()
-        for rid, source, shard, row in zip(d["id"], d["source"], d["shard"], d["row"]):
-            if (source, shard) != run_key or len(rows) >= RUN:  # a long run is read in pieces: memory is per piece
+        for rid, source, shard, row, n_bytes in zip(d["id"], d["source"], d["shard"], d["row"], d["n_bytes"]):
+            if (source, shard) != run_key or len(rows) >= RUN or size >= RUN_BYTES:  # long runs are read in pieces
                 if rows:
                     yield _read_rows(ws, run_key[0], run_key[1], rows, ids, columns)
-                run_key, rows, ids = (source, shard), [], []
+                run_key, rows, ids, size = (source, shard), [], [], 0
             rows.append(row)
             ids.append(rid)
+            size += n_bytes
     if rows:
         yield _read_rows(ws, run_key[0], run_key[1], rows, ids, columns)
 

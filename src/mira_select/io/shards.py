@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from ..workspace import atomic_path
@@ -64,6 +65,28 @@ def write_table(path: Path, table: pa.Table) -> None:
     """Write a whole (small) table as one shard."""
     with shard_writer(path, table.schema) as w:
         w.write_table(table)
+
+
+TEXT_BATCH_CHARS = 1 << 20
+_READ_ROWS = 64
+
+
+def text_batches(path: Path, columns: list[str], max_chars: int = TEXT_BATCH_CHARS) -> Iterator[pa.Table]:
+    """A record shard's ``columns`` in order, as tables of about ``max_chars`` characters of ``text`` each.
+
+    Batches are cut by characters, not rows: a 2,048-row batch of agent trajectories holds 30x the text of one of
+    tldr pages, so a row count bounds nothing; with a character budget the memory of every text reader is the same
+    on a small corpus and a large one. Rows are read 64 at a time (one longer record ends a batch early)."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_READ_ROWS, columns=columns):
+        pending.append(batch)
+        size += int(pa.compute.sum(pa.compute.utf8_length(batch.column("text"))).as_py() or 0)
+        if size >= max_chars:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def read_columns(path: Path, columns: list[str]) -> pa.Table:
