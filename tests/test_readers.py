@@ -122,6 +122,16 @@ def test_a_user_tokenizer_is_probed_and_counted_exactly(tmp_path):
     assert counter.info.vocab_size == 3
 
 
+def test_tokenizer_info_needs_no_tokenizer_and_agrees_with_tokenizers():
+    """The driver records the tokenizer from its file alone; the vocabulary size is the library's own."""
+    from mira_select.tokens import tokenizer_info
+
+    counter = get_counter("qwen2.5-coder")
+    info = tokenizer_info("qwen2.5-coder")
+    assert info.vocab_size == counter._tok.get_vocab_size(with_added_tokens=True) == 151936
+    assert info.sha256 == counter.info.sha256
+
+
 def test_an_unreadable_tokenizer_is_a_clear_error(tmp_path):
     from mira_select.errors import MiraError
     from mira_select.tokens import TokenCounter

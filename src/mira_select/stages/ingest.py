@@ -28,7 +28,7 @@ from ..executor import Executor, make_executor
 from ..io.readers import InputFile, expand_paths
 from ..io.splits import Split, scan, splittable, unit_stem
 from ..progress import Reporter
-from ..tokens import get_counter
+from ..tokens import tokenizer_info
 from ..ledger import Ledger, Unit, digest
 from ..workspace import Counts, Workspace, atomic_path, read_json, remove_temp_files, write_json
 from . import ingest_dedup as dedup
@@ -107,7 +107,7 @@ class IngestStage:
 
     def plan(self) -> dict[str, list[UnitTask]]:
         """Resolve every source's inputs and units before anything is written: a bad path fails the run up front."""
-        tok = get_counter(self.cfg.tokenizer).info
+        tok = tokenizer_info(self.cfg.tokenizer)
         unit_bytes = self.cfg.ingest.unit_bytes
         # Left out of what every unit reads: unit_bytes (each unit names its own split, so a new unit size redoes
         # only the files whose cuts move) and on_duplicate_id (applied by the source's finalize, which names it)
@@ -182,7 +182,7 @@ class IngestStage:
             self.ledger.record(unit, counts, summary=summary)
             sources[name] = summary
 
-        tok = get_counter(self.cfg.tokenizer).info
+        tok = tokenizer_info(self.cfg.tokenizer)
         manifest = {
             "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size},
             "sources": sources,
