@@ -70,3 +70,17 @@ def test_flags_of_a_large_batch_are_those_of_each_text_alone():
     flags = index.flags(texts)
     assert flags == [index.flags([t])[0] for t in texts]
     assert flags[8] is True and sum(flags) == 1
+
+
+def test_word_hashes_are_the_word_tokens_of_tokenize_batch():
+    """The guard hashes words alone; they must be exactly tokenize_batch's WORD tokens (same values, same
+    documents), documents that touch without a separator and empty ones included."""
+    from mira_select.hashing import WORD, tokenize_batch, word_hashes
+
+    texts = ["", "abc", "x..y", "ab", "cd ef", " ", "日本語 テスト", "Déjà-vu\nNEXT", "", "tail"]
+    texts += [load_benchmarks("bundled")[i].solution for i in range(50)]
+    tb = tokenize_batch(texts, lower=True)
+    keep = tb.classes == WORD
+    hashes, doc = word_hashes(texts, lower=True)
+    assert len(hashes) > 100
+    assert np.array_equal(hashes, tb.hashes[keep]) and np.array_equal(doc, tb.doc[keep])

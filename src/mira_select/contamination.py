@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .benchmarks import load_benchmarks
-from .hashing import WORD, batches, ngram_hashes, tokenize_batch
+from .hashing import batches, ngram_hashes, word_hashes
 
 
 @dataclass
@@ -81,9 +81,7 @@ class BenchmarkIndex:
 
 
 def _words(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    tb = tokenize_batch(texts, lower=True)
-    keep = tb.classes == WORD
-    return tb.hashes[keep], tb.doc[keep]
+    return word_hashes(texts, lower=True)
 
 
 @functools.lru_cache(maxsize=4)

@@ -104,6 +104,30 @@ def tokenize_batch(texts: list[str], max_chars: int | None = None, lower: bool =
     return TokenBatch(hashes, cls[starts], doc, lengths, n_docs)
 
 
+def word_hashes(texts: list[str], lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, document) of the WORD tokens of :func:`tokenize_batch` only, with the same hash values: a caller that
+    reads words alone (the contamination guard, on every ingested byte) skips hashing whitespace and punctuation."""
+    data = [(t.lower() if lower else t).encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
+    buf = np.frombuffer(b"".join(data), dtype=np.uint8)
+    if len(buf) == 0:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    word = CLASS[buf] == WORD
+    edge = np.zeros(len(buf) + 1, dtype=bool)  # a document start is a token boundary whatever the bytes around it
+    edge[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    edge[len(buf)] = True
+    before = np.r_[False, word[:-1]] & ~edge[:-1]
+    after = np.r_[word[1:], False] & ~edge[1:]
+    starts = np.flatnonzero(word & ~before)
+    ends = np.flatnonzero(word & ~after)
+    up, down = _Powers.get(len(buf))
+    prefix = np.cumsum(buf * up, dtype=np.uint64)
+    below = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
+    h = (prefix[ends] - below) * down[starts] + np.uint64(1)
+    doc = np.searchsorted(np.cumsum(lengths) - lengths, starts, side="right") - 1
+    return (h * MIX) ^ (h >> np.uint64(29)), doc
+
+
 def ngram_hashes(hashes: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every n consecutive tokens within one document; -> (ngram hash, its document)."""
     m = len(hashes) - n + 1
