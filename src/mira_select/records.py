@@ -73,11 +73,6 @@ PROGRAMMING_LANGUAGES = frozenset(
 _NATURAL_LANG = re.compile(r"^[a-z]{2,3}([-_][A-Za-z]{2,4})?$")
 
 _THINK_OPEN = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
-# Unambiguous traces of tool use, in chat text or in a JSON dump of one.
-_TOOL_MARKERS = re.compile(
-    r"<tool_call>|<function_call>|<functioncall>|\"tool_calls\"\s*:|<returncode>|<execute>"
-    r"|\"role\"\s*:\s*\"(tool|function|ipython)\"|\"from\"\s*:\s*\"(function_call|observation)\"|\"API_name\"\s*:"
-)
 
 
 class _Gated:
@@ -104,7 +99,19 @@ class _Gated:
             return None
         return self.regex.search(text)
 
+    def findall(self, text: str) -> list:
+        if not self.fold and not any(lit in text for lit in self.literals):
+            return []
+        return self.regex.findall(text)
 
+
+# Unambiguous traces of tool use, in chat text or in a JSON dump of one.
+_TOOL_MARKERS = _Gated(
+    r"<tool_call>|<function_call>|<functioncall>|\"tool_calls\"\s*:|<returncode>|<execute>"
+    r"|\"role\"\s*:\s*\"(tool|function|ipython)\"|\"from\"\s*:\s*\"(function_call|observation)\"|\"API_name\"\s*:",
+    ("<tool_call>", "<function_call>", "<functioncall>", '"tool_calls"', "<returncode>", "<execute>", '"role"',
+     '"from"', '"API_name"'),
+)
 # A prompt that sets up an environment with actions or declares tools.
 _AGENT_CONTEXT = _Gated(
     r"you are an? (?:autonomous |intelligent |helpful )*(?:agent|assistant that can interact)|interact (?:with|multiple"
@@ -120,7 +127,8 @@ _ACTION = _Gated(r"(?:^|\\n)\s*(?:Action(?: \d+)?|Act|THOUGHT)\s*:|```(?:bash|sh
                  ("Act", "THOUGHT", "```bash", "```sh", "click [", "search[", "finish["), re.MULTILINE)
 _OBSERVATION = _Gated(r"(?:^|\\n|\")\s*Observation(?: \d+)?\s*:|<output>|The output of the OS|\[SEP\]",
                       ("Observation", "<output>", "The output of the OS", "[SEP]"), re.MULTILINE)
-_ASSISTANT_TURN = re.compile(r"\"role\"\s*:\s*\"assistant\"|\"from\"\s*:\s*\"gpt\"|<\|assistant\|>|<\|im_start\|>assistant")
+_ASSISTANT_TURN = _Gated(r"\"role\"\s*:\s*\"assistant\"|\"from\"\s*:\s*\"gpt\"|<\|assistant\|>|<\|im_start\|>assistant",
+                         ('"role"', '"from"', "<|assistant|>", "<|im_start|>assistant"))
 _CHAT_MARKERS = _Gated(r"<\|im_start\|>|<\|user\|>|<\|assistant\|>|^### (Instruction|Response)\b|^(Human|Assistant|USER|ASSISTANT):",
                        ("<|im_start|>", "<|user|>", "<|assistant|>", "### Instruction", "### Response", "Human:",
                         "Assistant:", "USER:", "ASSISTANT:"), re.MULTILINE)
