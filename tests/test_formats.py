@@ -53,3 +53,18 @@ def test_render_text_from_structure():
     assert render_text({"messages": [{"role": "user", "content": "hi"}]}) == "<|user|>\nhi"
     assert "<think>\nr\n</think>" in render_text({"question": "q", "reasoning": "r", "answer": "a"})
     assert render_text({"foo": 1}) is None
+
+
+def test_the_case_fold_gate_knows_every_letter_ignorecase_maps_to_ascii():
+    """`records._Gated` skips the regex when no literal is in the lower-cased text; that is exact only if every
+    non-ASCII character that IGNORECASE matches to an ASCII letter is mapped first. Scan all of Unicode for them."""
+    import re
+
+    from mira_select.records import _AGENT_CONTEXT, _FOLD_CHARS
+
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    found = {chr(cp) for cp in range(0x80, 0x110000) if letter.fullmatch(chr(cp))}
+    assert found == set(_FOLD_CHARS)
+    assert _AGENT_CONTEXT.search("Please \u0130NTERACT with the shell, é")  # dotted capital I, non-ASCII text
+    assert _AGENT_CONTEXT.search("you are an autonomou\u017f agent, ü")  # long s
+    assert not _AGENT_CONTEXT.search("a manual page, ü, with nothing of the kind")
