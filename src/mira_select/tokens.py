@@ -24,7 +24,6 @@ from pathlib import Path
 
 import orjson
 
-
 from .errors import MiraError
 
 BUILTIN = {
