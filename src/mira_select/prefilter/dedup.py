@@ -51,6 +51,7 @@ class DuplicateIndex:
 
         self.num_perm = num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if near else None
+        self._permutations = None  # drawn once: a MinHash built without them draws them again (0.2 ms per record)
         self.first_of_hash: dict[str, str] = {}
         self.cluster_of: dict[str, str] = {}  # kept record id -> its near-duplicate cluster id
         self.clusters: set[str] = set()  # clusters with at least one near duplicate
@@ -66,8 +67,10 @@ class DuplicateIndex:
         self.first_of_hash[h] = record_id
         if self.lsh is None:
             return None, None
-        mh = LeanMinHash(MinHash(num_perm=self.num_perm, seed=SEED, hashvalues=signature.astype(np.uint64),
-                                  scheme=SCHEME))
+        mh = MinHash(num_perm=self.num_perm, seed=SEED, hashvalues=signature.astype(np.uint64), scheme=SCHEME,
+                     permutations=self._permutations)
+        self._permutations = mh.permutations
+        mh = LeanMinHash(mh)
         hits = self.lsh.query(mh)
         if hits:
             host = min(hits, key=self._order.__getitem__)
