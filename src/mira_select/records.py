@@ -135,7 +135,8 @@ _OBSERVATION = _Gated(r"(?:^|\\n|\")\s*Observation(?: \d+)?\s*:|<output>|The out
                       ("Observation", "<output>", "The output of the OS", "[SEP]"), re.MULTILINE)
 _ASSISTANT_TURN = _Gated(r"\"role\"\s*:\s*\"assistant\"|\"from\"\s*:\s*\"gpt\"|<\|assistant\|>|<\|im_start\|>assistant",
                          ('"role"', '"from"', "<|assistant|>", "<|im_start|>assistant"))
-_CHAT_MARKERS = _Gated(r"<\|im_start\|>|<\|user\|>|<\|assistant\|>|^### (Instruction|Response)\b|^(Human|Assistant|USER|ASSISTANT):",
+_CHAT_MARKERS = _Gated(r"<\|im_start\|>|<\|user\|>|<\|assistant\|>|^### (Instruction|Response)\b"
+                       r"|^(Human|Assistant|USER|ASSISTANT):",
                        ("<|im_start|>", "<|user|>", "<|assistant|>", "### Instruction", "### Response", "Human:",
                         "Assistant:", "USER:", "ASSISTANT:"), re.MULTILINE)
 

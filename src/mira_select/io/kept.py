@@ -37,9 +37,9 @@ def _open(ws: Workspace, variant: str) -> pq.ParquetFile:
     if not path.exists():
         raise MiraError(f"no selection {variant!r} in {ws.root}; run `mira select --variant {variant}` first")
     pf = pq.ParquetFile(path)
-    missing = {"shard", "row"} - set(pf.schema_arrow.names)
+    missing = {"shard", "row", "n_bytes"} - set(pf.schema_arrow.names)
     if missing:
-        raise MiraError(f"{path} was written by an older mira-select (no record locations); run "
+        raise MiraError(f"{path} was written by an older mira-select (no record locations or sizes); run "
                         f"`mira select --variant {variant}` again")
     return pf
 
