@@ -56,6 +56,12 @@ def test_run_executes_every_stage_and_prints_the_summary(finished):
         assert "no cached answer" not in p.read_text(), p
     assert next(s for s in last["stages"] if s["stage"] == "label")["teacher"]["dead"] == 0
     assert last["check"]["per_format"] and "mira check" in first.stdout
+    check = json.loads((ws / "check" / "scorer.json").read_text())
+    listed = check["pair_results"]  # every pair, readable: its accuracy per format is the listed wins' mean
+    assert len(listed) == check["pairs"] > 0
+    for fmt, row in check["per_format"].items():
+        wins = [r["scorer_win"] for r in listed if r["format"] == fmt]
+        assert len(wins) == row["pairs"] and abs(sum(wins) / len(wins) - row["accuracy"]) < 1e-9
     summary = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     for group, g in summary["per_group"].items():
         assert f"{g['kept_tokens']:,}" in first.stdout, group  # per-group tokens kept are printed

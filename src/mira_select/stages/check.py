@@ -25,6 +25,7 @@ from ..workspace import Counts, Workspace, read_json, write_json
 
 STAGE = "check"
 SEED_OFFSET = 7919  # twins for the check come from another sample than the teacher check's
+LOGIC_VERSION = 2  # bumped when scorer.json changes (2: every pair listed in pair_results)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def check_unit(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> Un
     ledger = Ledger(ws)
     groups = group_members(ws, cfg)
     return ledger.unit(STAGE, "scorer", {
-        "per_format": per_format, "seed": seed, "trim": cfg.student.trim,
+        "per_format": per_format, "seed": seed, "trim": cfg.student.trim, "logic": LOGIC_VERSION,
         "config.prefilter": cfg.prefilter.model_dump(mode="json"),
         "records": {s: Ref("ingest", f"{s}/_source") for s in cfg.source_names},
         "students": {g: Ref("train", g) for g in groups},
@@ -79,8 +80,10 @@ def check_unit(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> Un
 def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed: int = 0,
                      with_teacher: int = 0, reporter: Reporter | None = None,
                      force: bool = False) -> dict[str, Any]:
-    """``with_teacher``: pairs per format the teacher is asked about (its cache answers the rest where it can)."""
-    """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed."""
+    """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed.
+
+    ``with_teacher``: pairs per format the teacher is asked about (its cache answers the rest where it can). Every
+    pair is listed too (``pair_results``: ids, both scores, the teacher's where known), so a lost pair can be read."""
     reporter = reporter or Reporter()
     unit = check_unit(cfg, ws, per_format, seed)
     path = ws.root / "check" / "scorer.json"
@@ -96,6 +99,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
         bar.advance()
     teacher = _teacher_scores(cfg, ws, pairs, with_teacher, reporter)
     rows: dict[str, dict[str, Any]] = {}
+    listed: list[dict[str, Any]] = []
     for i, p in enumerate(pairs):
         c, b = float(scores[2 * i]), float(scores[2 * i + 1])
         if _dropped(p.corrupted, p.format, cfg) and not _dropped(p.clean, p.format, cfg):
@@ -108,6 +112,10 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
             r["pairs"] += 1
             r["wins"] += win
         t = teacher.get(i)
+        listed.append({"format": p.format, "kind": p.kind, "source": p.source, "clean_id": p.clean_id,
+                       "scorer": [round(c, 4), None if b == float("-inf") else round(b, 4)],
+                       "dropped_by_prefilter": b == float("-inf"), "scorer_win": win,
+                       "teacher": None if t is None else [round(float(x), 4) for x in t]})
         if t is not None:
             tw = 1.0 if t[0] > t[1] else 0.5 if t[0] == t[1] else 0.0
             for r in (row, k):
@@ -124,6 +132,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
                             "teacher_accuracy": v["teacher_wins"] / v["teacher_pairs"] if v["teacher_pairs"]
                             else None} for k, v in sorted(row["kinds"].items())},
         }
+    out["pair_results"] = listed
     write_json(path, out)
     ledger.record(unit, Counts(2 * len(pairs), 2 * len(pairs), 0, 0))
     return {**out, "skipped": False}
