@@ -51,3 +51,20 @@ def test_dsir_and_ngram_counts_do_not_depend_on_the_batch_size():
     lm2 = HashedNgramLM(order=3, bits=16).fit(texts, batch_chars=5_000)
     assert lm1.n_tokens == lm2.n_tokens > 0
     assert all(np.array_equal(x, y) for x, y in zip(lm1.full + lm1.ctx, lm2.full + lm2.ctx))
+
+
+def test_mira_processes_take_arrow_buffers_from_the_system_allocator_unless_told_otherwise():
+    """pyarrow's default pool keeps freed memory (RSS grew with bytes read); mira switches its processes to the
+    C allocator, but a user's ARROW_DEFAULT_MEMORY_POOL wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from mira_select.executor.base import use_system_allocator; use_system_allocator(); "
+            "import pyarrow as pa; print(pa.default_memory_pool().backend_name)")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "system"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "mimalloc"
