@@ -12,6 +12,7 @@ token hashes gives n-gram hashes for any n in one more pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -77,29 +78,36 @@ class TokenBatch:
     n_docs: int
 
 
+def _byte_buffer(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes end to end; -> (bytes, byte length per text, each text's first byte)."""
+    data = [t.encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
+    return np.frombuffer(b"".join(data), dtype=np.uint8), lengths, np.cumsum(lengths) - lengths
+
+
+def _span_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each byte span [start, end] (inclusive), from one rolling prefix sum over the buffer: the
+    one token hash every caller shares."""
+    up, down = _Powers.get(len(buf))
+    prefix = np.cumsum(buf * up, dtype=np.uint64)
+    below = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
+    h = (prefix[ends] - below) * down[starts] + np.uint64(1)
+    return (h * MIX) ^ (h >> np.uint64(29))
+
+
 def tokenize_batch(texts: list[str], max_chars: int | None = None, lower: bool = False) -> TokenBatch:
     raw = [(cap_text(t, max_chars) if max_chars else t) for t in texts]
-    if lower:
-        raw = [t.lower() for t in raw]
-    data = [t.encode("utf-8", "surrogatepass") for t in raw]
-    n_docs = len(data)
-    lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=n_docs)
-    buf = np.frombuffer(b"".join(data), dtype=np.uint8)
+    buf, lengths, doc_starts = _byte_buffer([t.lower() for t in raw] if lower else raw)
+    n_docs = len(lengths)
     if len(buf) == 0:
         return TokenBatch(np.empty(0, np.uint64), np.empty(0, np.int8), np.empty(0, np.int64), lengths, n_docs)
     cls = CLASS[buf]
     boundary = np.empty(len(buf), dtype=bool)
     boundary[0] = True
     boundary[1:] = (cls[1:] != cls[:-1]) | (cls[1:] == PUNCT)
-    doc_starts = np.cumsum(lengths) - lengths
     boundary[doc_starts[lengths > 0]] = True
     starts = np.flatnonzero(boundary)
-    up, down = _Powers.get(len(buf))
-    prefix = np.cumsum(buf * up, dtype=np.uint64)
-    ends = np.r_[starts[1:], len(buf)] - 1
-    below = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
-    h = (prefix[ends] - below) * down[starts] + np.uint64(1)
-    hashes = (h * MIX) ^ (h >> np.uint64(29))
+    hashes = _span_hashes(buf, starts, np.r_[starts[1:], len(buf)] - 1)
     doc = np.searchsorted(doc_starts, starts, side="right") - 1
     return TokenBatch(hashes, cls[starts], doc, lengths, n_docs)
 
@@ -107,25 +115,18 @@ def tokenize_batch(texts: list[str], max_chars: int | None = None, lower: bool =
 def word_hashes(texts: list[str], lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(hash, document) of the WORD tokens of :func:`tokenize_batch` only, with the same hash values: a caller that
     reads words alone (the contamination guard, on every ingested byte) skips hashing whitespace and punctuation."""
-    data = [(t.lower() if lower else t).encode("utf-8", "surrogatepass") for t in texts]
-    lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
-    buf = np.frombuffer(b"".join(data), dtype=np.uint8)
+    buf, lengths, doc_starts = _byte_buffer([t.lower() for t in texts] if lower else texts)
     if len(buf) == 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
     word = CLASS[buf] == WORD
     edge = np.zeros(len(buf) + 1, dtype=bool)  # a document start is a token boundary whatever the bytes around it
-    edge[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    edge[doc_starts[lengths > 0]] = True
     edge[len(buf)] = True
     before = np.r_[False, word[:-1]] & ~edge[:-1]
     after = np.r_[word[1:], False] & ~edge[1:]
     starts = np.flatnonzero(word & ~before)
-    ends = np.flatnonzero(word & ~after)
-    up, down = _Powers.get(len(buf))
-    prefix = np.cumsum(buf * up, dtype=np.uint64)
-    below = np.where(starts > 0, prefix[starts - 1], np.uint64(0))
-    h = (prefix[ends] - below) * down[starts] + np.uint64(1)
-    doc = np.searchsorted(np.cumsum(lengths) - lengths, starts, side="right") - 1
-    return (h * MIX) ^ (h >> np.uint64(29)), doc
+    hashes = _span_hashes(buf, starts, np.flatnonzero(word & ~after))
+    return hashes, np.searchsorted(doc_starts, starts, side="right") - 1
 
 
 def ngram_hashes(hashes: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,3 +161,18 @@ def batches(texts: list[str], max_chars: int | None = None, budget: int = 1 << 2
     if lo < len(texts):
         out.append((lo, len(texts)))
     return out
+
+
+def stream_batches(texts: Iterable[str], max_chars: int | None = None, budget: int = 1 << 20) -> Iterator[list[str]]:
+    """:func:`batches` for a stream: lists of about ``budget`` characters (each text counted up to ``max_chars``),
+    so a fit over a whole corpus holds one batch at a time."""
+    batch: list[str] = []
+    size = 0
+    for t in texts:
+        batch.append(t)
+        size += len(t) if max_chars is None else min(len(t), max_chars)
+        if size >= budget:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -11,13 +11,12 @@ The target must be a user-named "high quality" sample (``baselines.reference``),
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from ..hashing import MIX, batches, tokenize_batch
+from ..hashing import MIX, batches, stream_batches, tokenize_batch
 from ..workspace import atomic_path
 
 _STEP = np.uint64(0x100000001B3)
@@ -42,16 +41,9 @@ class DSIRWeights:
     def _count(self, texts: Iterable[str], into: np.ndarray, budget: int = 1 << 20) -> None:
         """Streams: texts are hashed ~``budget`` characters at a time (each counted up to ``max_chars``), so memory is
         the same whatever the corpus and whatever its record lengths."""
-        batch: list[str] = []
-        size = 0
-        for text in itertools.chain(texts, [None]):
-            if text is not None:
-                batch.append(text)
-                size += min(len(text), self.max_chars)
-            if batch and (text is None or size >= budget):
-                bucket, _ = self._features(batch)
-                into += np.bincount(bucket, minlength=self.buckets)
-                batch, size = [], 0
+        for batch in stream_batches(texts, self.max_chars, budget):
+            bucket, _ = self._features(batch)
+            into += np.bincount(bucket, minlength=self.buckets)
 
     def fit(self, target: Iterable[str], raw: Iterable[str]) -> "DSIRWeights":
         self._count(target, self.target)

@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..hashing import MIX, batches, ngram_hashes, tokenize_batch
+from ..hashing import MIX, batches, ngram_hashes, stream_batches, tokenize_batch
 from ..workspace import atomic_path
 
 _SALT = np.uint64(0x51ED270B27A2C4F1)
@@ -48,15 +48,7 @@ class HashedNgramLM:
         return self._bucket(gram), self._bucket(ctx[keep])
 
     def fit(self, texts: Iterable[str], batch_chars: int = 1 << 20) -> "HashedNgramLM":
-        batch: list[str] = []
-        size = 0
-        for t in texts:
-            batch.append(t)
-            size += len(t)
-            if size >= batch_chars:
-                self._add(batch)
-                batch, size = [], 0
-        if batch:
+        for batch in stream_batches(texts, budget=batch_chars):
             self._add(batch)
         return self
 
