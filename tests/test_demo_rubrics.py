@@ -120,3 +120,43 @@ def test_rediscovery_with_the_same_seed_and_cache_is_identical(replayed):
     before = {p.name: p.read_bytes() for p in (ws / "rubrics").glob("*.json")}
     run_mira("discover", "-c", str(d / "mira.yaml"), "--force", check=True)
     assert {p.name: p.read_bytes() for p in (ws / "rubrics").glob("*.json")} == before
+
+
+def test_discovery_replays_on_a_machine_that_rounds_differently(replayed, tmp_path, monkeypatch):
+    """Embeddings and KMeans differ in their last bits between CPUs, and best-of-n_init KMeans turns that into a
+    different partition: every anchor prompt, then every label prompt, missed the shipped cache on a new machine.
+    Here this machine's point vectors are perturbed (1e-3), which does change the partitions; the clustering recorded
+    in the shipped cache (teacher/cache.py, decisions) still makes the rubrics come out byte-identical."""
+    import numpy as np
+    import orjson
+
+    from mira_select.config import load_config
+    from mira_select.embed import get_embedder
+    from mira_select.stages import discover as disc
+
+    d, _ = replayed
+    shutil.copytree(d, tmp_path / "run", symlinks=True)
+    cfg_path = tmp_path / "run" / "mira.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace(str(d / "ws"), str(tmp_path / "run" / "ws")))
+    cfg = load_config(cfg_path)
+    ws = tmp_path / "run" / "ws"
+    before = {p.name: p.read_bytes() for p in (ws / "rubrics").glob("*.json")}
+    real = disc.point_vectors
+
+    def noisy(embedder, points):
+        v = real(embedder, points)
+        return disc._unit(v + np.random.default_rng(len(points)).normal(0, 1e-3, v.shape))
+
+    d_cfg = cfg.discover
+    changed = 0
+    for g in ("agent", "code", "text"):  # the noise alone gives other clusters (so the test can fail)
+        points = [orjson.loads(line) for line in (ws / "discover" / g / "judgments.jsonl").read_bytes().splitlines()]
+        parts = {"combined": (d_cfg.anchors, d_cfg.spare_anchors)}
+        emb = get_embedder(cfg.groups.embedder)
+        plans = [disc.cluster_plan(f(emb, points), points, parts, False, d_cfg.seed, d_cfg.points_per_anchor)
+                 for f in (real, noisy)]
+        changed += plans[0] != plans[1]
+    assert changed >= 1
+    monkeypatch.setattr(disc, "point_vectors", noisy)
+    disc.DiscoverStage(cfg).run(force=True)
+    assert {p.name: p.read_bytes() for p in (ws / "rubrics").glob("*.json")} == before

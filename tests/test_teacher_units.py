@@ -207,3 +207,24 @@ def test_raw_newlines_inside_json_strings_are_accepted():
     assert err is None and data["a01"]["score"] == 7
     data, err = _parse('{"a01": {"rationale": "cut')
     assert data is None and "not valid JSON" in err
+
+
+def test_a_recorded_decision_is_returned_for_the_same_inputs_only(tmp_path: Path):
+    """Decisions (float-sensitive steps that shape prompts) are computed once per exact inputs and then read back,
+    also by a new connection (a shipped cache), never recomputed."""
+    import numpy as np
+
+    db = tmp_path / "teacher.sqlite"
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return {"members": np.arange(value)}
+
+    first = ResponseCache(db).decision("discover.clusters", {"points": [1, 2], "seed": 0}, lambda: compute(3))
+    assert first == {"members": [0, 1, 2]}
+    again = ResponseCache(db).decision("discover.clusters", {"seed": 0, "points": [1, 2]}, lambda: compute(5))
+    assert again == first and calls == [3]  # key order does not matter; the recorded value wins
+    other = ResponseCache(db).decision("discover.clusters", {"points": [1, 2], "seed": 1}, lambda: compute(2))
+    assert other == {"members": [0, 1]} and calls == [3, 2]
+    assert ResponseCache(db).decision("discover.merge", {"points": [1, 2], "seed": 0}, lambda: compute(1)) != first

@@ -150,23 +150,25 @@ class DiscoverStage(TeacherStage):
         else:
             parts = {"combined": (d.anchors, d.spare_anchors)}
         labels = np.full(len(points), -1)
-        clusters: list[tuple[str, np.ndarray]] = []  # (part, member point indices), largest first per part
-        for part, (target, spare) in parts.items():
-            idx = np.array([i for i, p in enumerate(points) if p["part"] == part or not with_parts])
-            if len(idx) == 0:
-                notes.append(f"no judgment points for part {part!r}")
-                continue
-            for members in cluster_points(vecs[idx], target + spare, d.seed, notes, part):
-                clusters.append((part, idx[members]))
-        written = self._write(group, fmt, points, vecs, clusters)
+        # recorded in the cache by the exact judgment points: the partition is float-sensitive (see teacher/cache.py)
+        # and every anchor prompt shows it, so a cached discovery must not depend on this machine's last bits
+        cache = self.teacher().cache
+        plan = cache.decision("discover.clusters", {"embedder": embedder.name, "points": points, "parts": parts,
+                                                    "with_parts": with_parts, "seed": d.seed,
+                                                    "shown": d.points_per_anchor},
+                              lambda: cluster_plan(vecs, points, parts, with_parts, d.seed, d.points_per_anchor))
+        notes.extend(plan["notes"])
+        clusters = [(c["part"], np.asarray(c["members"], dtype=np.int64), np.asarray(c["shown"], dtype=np.int64))
+                    for c in plan["clusters"]]
+        written = self._write(group, fmt, points, clusters)
         anchors: list[dict[str, Any]] = []
         for part, (target, spare) in parts.items():
             drafts = [w for w in written if w["part"] == part]
             kept = merge_anchors([w for w in drafts if "_problem" not in w], embedder, d.merge_similarity,
-                                 target + spare)
+                                 target + spare, cache)
             if not kept:  # every cluster's criterion failed the generality check: a part without anchors cannot
                 # be labeled at all, so keep the well-formed drafts, each marked with what was wrong with it
-                kept = merge_anchors(drafts, embedder, d.merge_similarity, target + spare)
+                kept = merge_anchors(drafts, embedder, d.merge_similarity, target + spare, cache)
                 for w in kept:
                     w["problem"] = w.pop("_problem", "")
                 if kept:
@@ -196,15 +198,11 @@ class DiscoverStage(TeacherStage):
             reasons.setdefault(p["record_id"], []).append(f"{p['name']} {p['reason']}")
         return GroupVocabulary.from_texts(texts, reasons)
 
-    def _write(self, group: str, fmt: str, points: list[dict[str, Any]], vecs: np.ndarray,
-               clusters: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    def _write(self, group: str, fmt: str, points: list[dict[str, Any]],
+               clusters: list[tuple[str, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
         """One teacher call per cluster: its most central points in, one criterion with 0/5/10 levels out."""
-        d = self.cfg.discover
-        items, shown = [], []
-        for ci, (part, members) in enumerate(clusters):
-            centre = vecs[members].mean(axis=0)
-            central = members[np.argsort(-(vecs[members] @ centre), kind="stable")][:d.points_per_anchor]
-            shown.append(central)
+        items = []
+        for ci, (part, _, central) in enumerate(clusters):
             pts = [{"name": points[i]["name"], "score": points[i]["score"], "reason": points[i]["reason"]}
                    for i in central]
             items.append((f"{group}/cluster-{ci:02d}", fmt, pts, part if fmt == "qa_think" else None))
@@ -220,7 +218,7 @@ class DiscoverStage(TeacherStage):
             results = teacher.run(lambda *item: teacher.write_anchor(*item, check=general), items,
                                   on_result=lambda r: bar.advance())
         written = []
-        for (part, members), central, res in zip(clusters, shown, results):
+        for (part, members, central), res in zip(clusters, results):
             a = res.data or res.extra.get("draft")
             if res.data is None:  # invalid or still record-specific after the repair: the spares fill in
                 self._dropped.append({"cluster": res.record_id, "error": res.error})
@@ -252,6 +250,25 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
+def cluster_plan(vecs: np.ndarray, points: list[dict[str, Any]], parts: dict[str, tuple[int, int]], with_parts: bool,
+                 seed: int, shown: int) -> dict[str, Any]:
+    """Per part, KMeans clusters of the judgment points (largest first), each with its ``shown`` most central
+    points (what the anchor prompt quotes), as point indices; plus notes on parts that got fewer clusters."""
+    notes: list[str] = []
+    clusters = []
+    for part, (target, spare) in parts.items():
+        idx = np.array([i for i, p in enumerate(points) if p["part"] == part or not with_parts])
+        if len(idx) == 0:
+            notes.append(f"no judgment points for part {part!r}")
+            continue
+        for members in cluster_points(vecs[idx], target + spare, seed, notes, part):
+            m = idx[members]
+            centre = vecs[m].mean(axis=0)
+            central = m[np.argsort(-(vecs[m] @ centre), kind="stable")][:shown]
+            clusters.append({"part": part, "members": m.tolist(), "shown": central.tolist()})
+    return {"clusters": clusters, "notes": notes}
+
+
 def cluster_points(vecs: np.ndarray, k_wanted: int, seed: int, notes: list[str], part: str) -> list[np.ndarray]:
     """KMeans over one part's points -> member index arrays, largest cluster first (empty clusters dropped)."""
     from sklearn.cluster import KMeans
@@ -265,29 +282,46 @@ def cluster_points(vecs: np.ndarray, k_wanted: int, seed: int, notes: list[str],
     return [np.flatnonzero(km.labels_ == c) for c in order if (km.labels_ == c).any()]
 
 
-def merge_anchors(written: list[dict[str, Any]], embedder, threshold: float, limit: int) -> list[dict[str, Any]]:
-    """Greedy, largest cluster first: an anchor whose (name-weighted) name + definition embedding is within
-    ``threshold`` cosine of a kept one (or has the same name) folds into it (its cluster and name recorded); stop
-    at ``limit`` kept anchors."""
+def merge_anchors(written: list[dict[str, Any]], embedder, threshold: float, limit: int,
+                  cache=None) -> list[dict[str, Any]]:
+    """Fold near-duplicate anchors into the first (largest-cluster) one (`merge_plan`); with a response cache the
+    plan is a recorded decision, so the same drafts merge the same way on every machine."""
     if not written:
         return []
+    if cache is None:
+        plan = merge_plan(written, embedder, threshold, limit)
+    else:
+        plan = cache.decision("discover.merge", {"embedder": embedder.name, "threshold": threshold, "limit": limit,
+                                                 "anchors": [[w["name"], w["definition"]] for w in written]},
+                              lambda: merge_plan(written, embedder, threshold, limit))
+    kept = []
+    for host_index, *folded in plan:
+        host = written[host_index]
+        for i in folded:
+            host["merged"].append(written[i]["name"])
+            host["cluster_size"] += written[i]["cluster_size"]
+            host["_members"] = np.concatenate([host["_members"], written[i]["_members"]])
+        kept.append(host)
+    return kept
+
+
+def merge_plan(written: list[dict[str, Any]], embedder, threshold: float, limit: int) -> list[list[int]]:
+    """Greedy, largest cluster first: an anchor whose (name-weighted) name + definition embedding is within
+    ``threshold`` cosine of a kept one (or has the same name) folds into it; stop at ``limit`` kept anchors.
+    -> per kept anchor, [its index, the indices folded into it in order]."""
     # name-weighted like the points: definitions of a small teacher share boilerplate ("The code is ... and
     # well-documented"), so on the definition alone different criteria look alike
     names = _unit(embedder.encode([w["name"] for w in written]))
     vecs = _unit(2.0 * names + _unit(embedder.encode([w["definition"] for w in written])))
-    kept: list[int] = []
+    plan: list[list[int]] = []
     for i, w in enumerate(written):
-        twin = next((j for j in kept if name_key(written[j]["name"]) == name_key(w["name"])
-                     or float(vecs[i] @ vecs[j]) >= threshold), None)
+        twin = next((g for g in plan if name_key(written[g[0]]["name"]) == name_key(w["name"])
+                     or float(vecs[i] @ vecs[g[0]]) >= threshold), None)
         if twin is not None:
-            host = written[twin]
-            host["merged"].append(w["name"])
-            host["cluster_size"] += w["cluster_size"]
-            host["_members"] = np.concatenate([host["_members"], w["_members"]])
-            continue
-        if len(kept) < limit:
-            kept.append(i)
-    return [written[i] for i in kept]
+            twin.append(i)
+        elif len(plan) < limit:
+            plan.append([i])
+    return plan
 
 
 def name_key(name: str) -> str:

@@ -3,6 +3,13 @@
 Keyed by a hash of (backend kind, model, request, prompt version), so changing the model, a prompt file or a
 sampling parameter misses the cache, and nothing else does. WAL mode keeps it consistent across ``kill -9`` and lets
 several processes read while one writes; each write is its own short transaction.
+
+A second table holds *decisions*: results of floating-point steps whose output becomes part of a teacher prompt
+(which judgment points form a cluster, which anchors merge). Embeddings and KMeans differ in their last bits between
+CPUs (the distilled embedder is computed by torch/MKL, KMeans runs on BLAS kernels chosen per CPU), and KMeans's
+best-of-n_init turns such noise into a different partition: every cluster's prompt, then every label prompt, then
+misses the cache. Recorded once, keyed by the step's exact inputs, the decision makes a cached run replay on any
+machine.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -33,6 +40,8 @@ class ResponseCache:
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response BLOB, created REAL)"
         )
+        self._conn.execute("CREATE TABLE IF NOT EXISTS decisions (key TEXT PRIMARY KEY, kind TEXT, value BLOB, "
+                           "created REAL)")
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -46,6 +55,21 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO responses (key, model, response, created) VALUES (?, ?, ?, ?)",
                 (key, model, blob, time.time()),
             )
+
+    def decision(self, kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
+        """The recorded result of a floating-point step with these exact inputs, or ``compute()``, recorded (JSON)."""
+        key = hashlib.sha256(orjson.dumps({"kind": kind, "inputs": inputs}, option=orjson.OPT_SORT_KEYS
+                                          | orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM decisions WHERE key = ?", (key,)).fetchone()
+        if row:
+            return orjson.loads(row[0])
+        value = compute()
+        blob = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO decisions (key, kind, value, created) VALUES (?, ?, ?, ?)",
+                               (key, kind, blob, time.time()))
+        return orjson.loads(blob)
 
     def __len__(self) -> int:
         with self._lock:
