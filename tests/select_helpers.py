@@ -39,7 +39,9 @@ def known_scores(text: str, low_quality: bool, shift: float) -> list[float]:
 
 def build_workspace(root: Path, ground_truth, files_per_source: int = 1, per_file: int = 60,
                     text_shift: float = 2.5, labels_per_source: int = 40, extra: dict | None = None) -> Path:
-    """Ingest + group (override) for real, then rubrics and labels from ``known_scores``. Returns the config path."""
+    """Ingest + prefilter + group (override) for real, then rubrics and labels from ``known_scores``. The prefilter
+    runs with its rules off unless ``extra`` says otherwise (these tests are about scores and budgets; its guard still
+    flags contamination, which select needs). Returns the config path."""
     sources = [s for members in GROUPS.values() for s in members]
     demo_slice(root / "all", sources, files_per_source * per_file)
     cfg_sources = []
@@ -50,9 +52,10 @@ def build_workspace(root: Path, ground_truth, files_per_source: int = 1, per_fil
            "ingest": {"exclude_fields": ["group", "format", "meta.lowq_kind"]}, "executor": {"workers": 1},
            "groups": {"k": 2, "sample_per_source": 10,
                       "override": {s: g for g, members in GROUPS.items() for s in members}},
-           "student": {"kind": "hashed_linear", "min_n": 10}, **(extra or {})}
+           "student": {"kind": "hashed_linear", "min_n": 10}, "prefilter": {"enabled": False}, **(extra or {})}
     (root / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_mira("ingest", "-c", str(root / "mira.yaml"), "-q", check=True)
+    run_mira("prefilter", "-c", str(root / "mira.yaml"), check=True)
     run_mira("group", "-c", str(root / "mira.yaml"), check=True)
     ws = Workspace(root / "ws")
     truth = {}

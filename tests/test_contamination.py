@@ -1,4 +1,5 @@
-"""Contamination guard: records overlapping a benchmark solution are flagged at ingest and never selected."""
+"""Contamination guard: records overlapping a benchmark solution are flagged by the prefilter pass and never
+selected, whether the prefilter's rules are on or not."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from mira_select.benchmarks import load_benchmarks, load_folder
 from mira_select.stages.select import ScoreShard, select_units
@@ -23,7 +25,8 @@ def test_bundled_benchmarks_match_the_shipped_folders():
     assert "CREATE TABLE" in sql.prompt and "-- Question:" in sql.prompt and sql.solution.upper().startswith("SELECT")
 
 
-def test_ingest_flags_records_that_contain_benchmark_solutions(tmp_path):
+@pytest.mark.parametrize("rules_on", [True, False])
+def test_prefilter_flags_records_that_contain_benchmark_solutions(tmp_path, rules_on):
     bench = load_benchmarks("bundled")
     mbpp = [b for b in bench if b.benchmark == "mbppplus" and len(b.solution.split()) > 20][:3]
     spider = [b for b in bench if b.benchmark == "spider" and len(b.solution.split()) > 12][:2]
@@ -33,18 +36,32 @@ def test_ingest_flags_records_that_contain_benchmark_solutions(tmp_path):
     # half of a solution is not enough (threshold 0.5 of its 13-grams would need more than this fragment)
     frag = mbpp[0].solution.split()
     leaks.append({"id": "fragment", "text": " ".join(frag[: max(1, len(frag) // 4)])})
+    leaks.append({"id": "fragment-again", "text": " ".join(frag[: max(1, len(frag) // 4)])})  # an exact duplicate
     write_jsonl(tmp_path / "leaky.jsonl", leaks)
     cfg = write_config(tmp_path, [{"name": "clean", "paths": ["clean/code_python_pypi.jsonl.zst"]},
                                   {"name": "leaky", "paths": ["leaky.jsonl"]}],
-                       ingest={"exclude_fields": ["group", "format", "meta.lowq_kind"]})
+                       ingest={"exclude_fields": ["group", "format", "meta.lowq_kind"]},
+                       prefilter={"enabled": rules_on})
     run_mira("ingest", "-c", str(cfg), "-q", check=True)
-    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
-    assert manifest["sources"]["leaky"]["contaminated"] == 5
-    assert manifest["sources"]["clean"]["contaminated"] == 0
-    assert manifest["totals"]["contaminated"] == 5
-    t = pq.read_table(tmp_path / "ws" / "records" / "leaky" / "part-00000.parquet", columns=["id", "contaminated"])
+    out = run_mira("prefilter", "-c", str(cfg), check=True)
+    assert "contaminated" in out.stdout
+    summary = json.loads((tmp_path / "ws" / "prefilter" / "summary.json").read_text())
+    assert summary["sources"]["leaky"]["contaminated"] == 5
+    assert summary["sources"]["clean"]["contaminated"] == 0
+    assert summary["totals"]["contaminated"] == 5
+    t = pq.read_table(tmp_path / "ws" / "prefilter" / "leaky" / "part-00000.parquet",
+                      columns=["id", "contaminated", "drop"])
     flags = dict(zip(t.column("id").to_pylist(), t.column("contaminated").to_pylist()))
-    assert flags.pop("fragment") is False and all(flags.values())
+    assert flags.pop("fragment") is False and flags.pop("fragment-again") is False and all(flags.values())
+    # the rules (here exact dedup) run only when enabled; the guard runs either way
+    assert any(t.column("drop").to_pylist()) is rules_on
+
+
+def test_the_old_ingest_contamination_key_names_its_new_place(tmp_path):
+    cfg = write_config(tmp_path, [{"name": "a", "paths": ["x.jsonl"]}], ingest={"contamination": {"n": 13}})
+    proc = run_mira("ingest", "-c", str(cfg))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "mira.yaml:" in proc.stderr and "ingest.contamination moved to prefilter.contamination" in proc.stderr
 
 
 def test_select_never_keeps_excluded_records_and_leaves_them_out_of_the_budget():

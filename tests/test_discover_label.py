@@ -44,6 +44,7 @@ def small_ws(tmp_path_factory) -> Path:
     }
     (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_mira("ingest", "-c", str(d / "mira.yaml"), "-q", check=True)
+    run_mira("prefilter", "-c", str(d / "mira.yaml"), check=True)
     run_mira("group", "-c", str(d / "mira.yaml"), check=True)
     return d
 
@@ -214,9 +215,9 @@ def test_a_part_whose_criteria_all_fail_the_generality_check_keeps_the_drafts_ma
               for i, n in enumerate(["covers distcc"] * 3 + ["covers ohmyzsh"] * 3)]
 
     def drafts(good: bool):
-        def write(self, group, fmt, pts, vecs, clusters):
+        def write(self, group, fmt, pts, clusters):
             out = []
-            for ci, (part, members) in enumerate(clusters):
+            for ci, (part, members, _shown) in enumerate(clusters):
                 w = {"name": f"Topic {ci}", "definition": f"about subject number {ci}", "cluster_size": len(members),
                      "part": part, "merged": [], "_members": members, "levels": {"0": "a", "5": "b", "10": "c"}}
                 if not (good and ci == 0):

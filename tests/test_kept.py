@@ -111,9 +111,11 @@ def test_holdout_sample_is_uncontaminated_held_out_and_capped(selected):
     held = {}
     for s in sources:
         for shard in ws.record_shards(s):
-            t = pq.read_table(shard, columns=["id", "text", "contaminated"])
+            t = pq.read_table(shard, columns=["id", "text"])
             m = holdout_mask(cfg, id_buckets(t.column("id").to_pylist()))
-            m &= ~t.column("contaminated").to_numpy(zero_copy_only=False)
+            flags = pq.read_table(ws.root / "prefilter" / s / shard.name, columns=["id", "contaminated"])
+            assert flags.column("id").equals(t.column("id"))
+            m &= ~flags.column("contaminated").to_numpy(zero_copy_only=False)
             held.update((i, x) for i, x, k in zip(t.column("id").to_pylist(), t.column("text").to_pylist(), m) if k)
     texts = runner.holdout_texts(sources)
     assert len(held) > 5 and len(texts) == 5 and set(texts) <= set(held.values())

@@ -340,6 +340,10 @@ def test_new_input_file_that_sorts_first_rescores_the_shifted_shards(tmp_path):
         rec = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
         assert _scores(ws, source).num_rows and \
             pq.read_table(ws / "scores" / source / shard.name, columns=["id"]).column("id").to_pylist() == rec
+    # the prefilter sidecars (drops, contamination flags) belong to the old shards: select refuses them by name
+    stale = run_mira("select", "-c", str(cfg), "--variant", "group")
+    assert stale.returncode == 2 and "run `mira prefilter` again" in stale.stderr, stale.stderr
+    run_mira("prefilter", "-c", str(cfg), check=True)
     sel = run_mira("select", "-c", str(cfg), "--variant", "group")
     assert sel.returncode == 0, sel.stderr
     kept = pq.read_table(ws / "selection" / "group" / "kept.parquet").to_pylist()

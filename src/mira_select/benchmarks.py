@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -92,6 +93,21 @@ def load_benchmarks(spec: str = "bundled") -> tuple[BenchItem, ...]:
             raw = zstandard.ZstdDecompressor().decompress(raw, max_output_size=1 << 30)
         return tuple(BenchItem(**orjson.loads(line)) for line in raw.splitlines() if line)
     raise MiraError(f"benchmarks {spec!r}: not 'bundled', a folder or a .jsonl file")
+
+
+def benchmarks_digest(spec: str) -> str:
+    """What a benchmark set's content is, cheaply (its files' bytes, not parsed): part of the fingerprint of
+    everything that reads it, so an edited benchmark file redoes the contamination flags."""
+    h = hashlib.sha256(spec.encode())
+    if spec == "bundled":
+        h.update(resources.files("mira_select.assets").joinpath(BUNDLED).read_bytes())
+        return h.hexdigest()[:16]
+    path = Path(spec).expanduser()
+    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if f.is_file():
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def bundle(root: Path, out: Path) -> int:

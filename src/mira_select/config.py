@@ -117,7 +117,6 @@ class IngestConfig(_Strict):
     on_duplicate_id: Literal["quarantine", "rename"] = "quarantine"
     exclude_fields: list[str] = Field(default_factory=list, description="applied to every source")
     tokenizer_batch: int = Field(256, gt=0)
-    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
 
     @field_validator("unit_bytes", mode="before")
     @classmethod
@@ -436,9 +435,12 @@ class PrefilterRules(_Strict):
 
 
 class PrefilterConfig(_Strict):
-    """Cheap rules and dedup before grouping; per rule ``action: drop | flag | off`` and its thresholds."""
-    enabled: bool = True
+    """Cheap rules and dedup before grouping; per rule ``action: drop | flag | off`` and its thresholds. The
+    contamination guard runs in the same pass and is not switched off with ``enabled``: contaminated records are
+    excluded from every selection whatever the rules."""
+    enabled: bool = Field(True, description="false: no rules and no dedup (the contamination guard still runs)")
     rules: PrefilterRules = Field(default_factory=PrefilterRules)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
 
 
 class MiraConfig(_Strict):
@@ -558,6 +560,10 @@ def parse_config(text: str, where: str = "mira.yaml", base_dir: Path | None = No
         raise ConfigError(f"{where}: expected a mapping with a 'sources' list at the top level")
     if "base_dir" in data:
         raise ConfigError(f"{where}: 'base_dir' is not a config key (paths resolve against the config's folder)")
+    if isinstance(data.get("ingest"), dict) and "contamination" in data["ingest"]:
+        line = _yaml_lines(text).get(("ingest", "contamination"))
+        raise ConfigError(f"{where}{f':{line}' if line else ''}: ingest.contamination moved to "
+                          "prefilter.contamination (the guard runs in the prefilter pass)")
     try:
         cfg = MiraConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,22 +1,25 @@
-"""Contamination guard: flag records that contain a benchmark solution (word n-gram overlap), at ingest.
+"""Contamination guard: flag records that contain a benchmark solution (word n-gram overlap), in the prefilter pass.
 
 A record is contaminated when it covers ≥ ``threshold`` (0.5) of the distinct word 13-grams of some benchmark
 solution. Solutions shorter than 13 words count as one n-gram of their own length (a short SQL query is either in
 the record or not); solutions under ``min_words`` (8) words are too generic to attribute and are skipped. Words are
 the word tokens of `hashing` on lower-cased text, so punctuation and whitespace differences do not hide a copy.
-Flagged records stay in the workspace (with ``contaminated = true``) and every selection variant excludes them.
+Flagged records stay in the workspace (the prefilter sidecar's ``contaminated`` column) and every selection variant
+excludes them, also those that ignore the prefilter's drops.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .benchmarks import load_benchmarks
+from .config import ContaminationConfig
 from .hashing import batches, ngram_hashes, word_hashes
 
 
@@ -107,3 +110,16 @@ def build_index(spec: str = "bundled", n: int = 13, min_words: int = 8, threshol
         grams, gdoc = ngram_hashes(words, doc, lengths[0])
         gate = np.unique(grams[size_of[gdoc] > 0])
     return BenchmarkIndex(n, threshold, lengths, keys, owners, sizes, [i.id for i in items], gate)
+
+
+def guard(cc: ContaminationConfig) -> Callable[[list[str]], list[bool]]:
+    """texts -> flags, over every configured benchmark set; none configured means nothing is flagged."""
+    indexes = [build_index(spec, cc.n, cc.min_words, cc.threshold) for spec in cc.benchmarks]
+
+    def flags(texts: list[str]) -> list[bool]:
+        out = [False] * len(texts)
+        for index in indexes:
+            out = [a or b for a, b in zip(out, index.flags(texts))]
+        return out
+
+    return flags

@@ -1,6 +1,6 @@
 """Deterministic record buckets by id hash: which records are held out of every selection, and why.
 
-Three kinds of records are never selectable: contaminated ones (flagged at ingest), the evaluation holdout
+Three kinds of records are never selectable: contaminated ones (flagged by the prefilter pass), the evaluation holdout
 (``eval.holdout_share`` of every source: `mira eval` measures capability coverage on it) and the reference sample
 of the ppl / DSIR baselines (``baselines.reference``: a "high quality" target they are fitted to, so it must not
 also be what they select). Buckets come from a keyed hash of the id, so every stage and every worker agrees without

@@ -105,13 +105,14 @@ class Pipeline:
         from .executor import make_executor
         from .stages.prefilter import PrefilterStage
 
-        if not self.cfg.prefilter.enabled:
-            return False, "disabled (prefilter.enabled: false)", None
         with make_executor(self.cfg.executor, self.workers) as executor:
             r = PrefilterStage(self.cfg, executor=executor, reporter=self.reporter).run()
         t = r.summary["totals"]
+        tainted = f"{t.get('contaminated', 0):,} contaminated"
+        if not self.cfg.prefilter.enabled:
+            return r.shards_done > 0, f"rules and dedup disabled (prefilter.enabled: false); {tainted}", None
         return r.shards_done > 0, (f"{t['dropped']:,} of {t['input']:,} records dropped, "
-                                   f"{r.summary['near_dup_clusters']:,} near-duplicate clusters"), None
+                                   f"{r.summary['near_dup_clusters']:,} near-duplicate clusters, {tainted}"), None
 
     def _group(self, summary: RunSummary):
         from .stages.group import GroupStage

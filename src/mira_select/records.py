@@ -25,8 +25,6 @@ RECORD_SCHEMA = pa.schema(
         pa.field("file", pa.string(), nullable=False),
         pa.field("line", pa.int64(), nullable=False),
         pa.field("meta", pa.large_string(), nullable=False),
-        # overlaps a benchmark solution (contamination guard); kept for inspection, excluded from every selection
-        pa.field("contaminated", pa.bool_(), nullable=False),
     ]
 )
 
@@ -42,7 +40,6 @@ class Record:
     file: str
     line: int
     meta: str  # JSON of the input's other fields (minus excluded ones): provenance without a schema per source
-    contaminated: bool = False
 
 
 # ---- structure vocabulary -------------------------------------------------------------------------------------

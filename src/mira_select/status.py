@@ -66,7 +66,7 @@ def _units(cfg: MiraConfig, ws: Workspace) -> dict[str, Callable[[], list[Unit]]
 
     return {
         "ingest": lambda: IngestStage(cfg, ws).units(),
-        "prefilter": lambda: PrefilterStage(cfg, ws).units() if cfg.prefilter.enabled else [],
+        "prefilter": lambda: PrefilterStage(cfg, ws).units(),
         "group": lambda: GroupStage(cfg, ws).units(),
         "discover": lambda: DiscoverStage(cfg, ws).units(),
         "label": label,

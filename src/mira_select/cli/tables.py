@@ -6,19 +6,21 @@ from .common import console
 
 
 def print_prefilter(summary: dict) -> None:
-    """Per source x rule: records the rule fired on (dropped ones in bold), input = kept + dropped."""
+    """Per source x rule: records the rule fired on (d = dropped by it), input = kept + dropped; and the records
+    the contamination guard flagged (excluded from every selection, dropped or not)."""
     from rich.table import Table
 
     fired = sorted({r for s in summary["sources"].values() for r in s["fired"]})
     table = Table(title="prefilter: records per rule (d = dropped by it)")
-    for col in ("source", "input", "kept", "dropped", *fired):
+    for col in ("source", "input", "kept", "dropped", "contaminated", *fired):
         table.add_column(col, justify="left" if col == "source" else "right")
     for name, s in summary["sources"].items():
         cells = [f"{s['fired'].get(r, 0):,}" + (f" d{s['dropped_by'][r]:,}" if s["dropped_by"].get(r) else "")
                  if s["fired"].get(r) else "" for r in fired]
-        table.add_row(name, f"{s['input']:,}", f"{s['kept']:,}", f"{s['dropped']:,}", *cells)
+        table.add_row(name, f"{s['input']:,}", f"{s['kept']:,}", f"{s['dropped']:,}", f"{s['contaminated']:,}",
+                      *cells)
     t = summary["totals"]
-    table.add_row("[bold]total", f"{t['input']:,}", f"{t['kept']:,}", f"{t['dropped']:,}",
+    table.add_row("[bold]total", f"{t['input']:,}", f"{t['kept']:,}", f"{t['dropped']:,}", f"{t['contaminated']:,}",
                   *[f"{sum(s['fired'].get(r, 0) for s in summary['sources'].values()):,}" for r in fired])
     console.print(table)
     console.print(f"near-duplicate clusters: {summary['near_dup_clusters']:,}; actions: "
@@ -29,18 +31,17 @@ def print_manifest(m: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"manifest (tokenizer {m['tokenizer']['name']})", show_lines=False)
-    for col in ("source", "format", "files", "records", "tokens", "MB", "quarantined", "dropped", "contaminated"):
+    for col in ("source", "format", "files", "records", "tokens", "MB", "quarantined", "dropped"):
         table.add_column(col, justify="left" if col in ("source", "format") else "right")
     for name, s in m["sources"].items():
         fmt = s["format"] or "-"
         if len(s["formats"]) > 1:
             fmt += f" ({s['formats'][s['format']] / max(s['records'], 1):.0%})"
         table.add_row(name, fmt, str(len(s["files"])), f"{s['records']:,}", f"{s['tokens']:,}",
-                      f"{s['bytes'] / 1e6:.1f}", f"{s['quarantined']:,}", f"{s['dropped']:,}",
-                      f"{s.get('contaminated', 0):,}")
+                      f"{s['bytes'] / 1e6:.1f}", f"{s['quarantined']:,}", f"{s['dropped']:,}")
     t = m["totals"]
     table.add_row("[bold]total", "", "", f"{t['records']:,}", f"{t['tokens']:,}", f"{t['bytes'] / 1e6:.1f}",
-                  f"{t['quarantined']:,}", f"{t['dropped']:,}", f"{t.get('contaminated', 0):,}")
+                  f"{t['quarantined']:,}", f"{t['dropped']:,}")
     console.print(table)
 
 

@@ -33,6 +33,7 @@ from ..io.kept import iter_kept_texts, keep_smallest, kept_sample, texts_at
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
 from ..stages.group import group_members
+from ..stages.prefilter import excluded_mask
 from ..stages.select import SelectStage
 from ..workspace import Counts, Workspace, atomic_write_bytes, read_json, write_json
 from .proxy import ProxySpec, continuation_loss, train, training_stream
@@ -102,10 +103,8 @@ class EvalRunner:
         keys, sizes, locs = np.zeros(0), np.zeros(0, np.int64), []
         for source in sources:
             for shard in self.ws.record_shards(source):
-                t = pq.read_table(shard, columns=["id", "contaminated"])
-                ids = t.column("id").to_pylist()
-                m = holdout_mask(self.cfg, id_buckets(ids))
-                m &= ~t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
+                ids = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
+                m = holdout_mask(self.cfg, id_buckets(ids)) & ~excluded_mask(self.ws, source, shard, ids, drops=False)
                 rows = np.flatnonzero(m)
                 keys = np.concatenate([keys, id_buckets([f"holdout-order:{ids[r]}" for r in rows])])
                 sizes = np.concatenate([sizes, np.ones(len(rows), np.int64)])

@@ -37,7 +37,7 @@ def render(context: dict[str, Any]) -> str:
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("mira_select", "report"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    env.filters["num"] = lambda x: f"{x:,}" if isinstance(x, int) else f"{x:,.2f}"
+    env.filters["num"] = lambda x: "-" if x is None else f"{x:,}" if isinstance(x, int) else f"{x:,.2f}"
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%"
     env.filters["f3"] = lambda x: "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
     return env.get_template("template.html.j2").render(**context)

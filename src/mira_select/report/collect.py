@@ -29,9 +29,11 @@ def corpus(ws: Workspace) -> dict[str, Any] | None:
     if not ws.manifest_path.exists():
         return None
     m = ws.manifest()
+    flagged = (_json(ws.root / "prefilter" / "summary.json") or {}).get("sources", {})  # the guard runs there
     rows = [{"source": name, "format": s["format"], "formats": s.get("formats", {}), "records": s["records"],
              "tokens": s["tokens"], "mb": s["bytes"] / 1e6, "quarantined": s["quarantined"],
-             "dropped": s["dropped"], "contaminated": s.get("contaminated", 0)} for name, s in m["sources"].items()]
+             "dropped": s["dropped"], "contaminated": flagged.get(name, {}).get("contaminated")}
+            for name, s in m["sources"].items()]
     return {"rows": rows, "tokenizer": m["tokenizer"]["name"],
             "records": sum(r["records"] for r in rows), "tokens": sum(r["tokens"] for r in rows)}
 

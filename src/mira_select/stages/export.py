@@ -18,7 +18,7 @@ from ..errors import MiraError
 from ..io.kept import iter_kept_records
 from ..workspace import Workspace, atomic_path
 
-COLUMNS = ["id", "source", "format", "text", "n_tokens", "n_bytes", "file", "line", "meta", "contaminated"]
+COLUMNS = ["id", "source", "format", "text", "n_tokens", "n_bytes", "file", "line", "meta"]
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..executor import Executor, make_executor
 from ..io.readers import InputFile, expand_paths
 from ..io.splits import Split, scan, splittable, unit_stem
 from ..progress import Reporter
+from ..records import RECORD_SCHEMA
 from ..tokens import tokenizer_info
 from ..ledger import Ledger, Unit, digest
 from ..workspace import Counts, Workspace, atomic_path, read_json, remove_temp_files, write_json
@@ -119,7 +120,7 @@ class IngestStage:
             except MiraError as exc:
                 raise MiraError(f"source {src.name!r}: {exc}") from None
             common = {f"config.sources.{src.name}": src.model_dump(mode="json"),
-                      "config.ingest": ingest_conf, "tokenizer": tok.sha256}
+                      "config.ingest": ingest_conf, "tokenizer": tok.sha256, "schema": RECORD_SCHEMA.to_string()}
             tasks: list[UnitTask] = []
             for i, f in enumerate(files):
                 content, splits = self.digests.get(f, unit_bytes)
@@ -187,8 +188,7 @@ class IngestStage:
             "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size},
             "sources": sources,
             "totals": {k: sum(s[k] for s in sources.values())
-                       for k in ("input_lines", "records", "tokens", "bytes", "quarantined", "dropped",
-                                 "contaminated")},
+                       for k in ("input_lines", "records", "tokens", "bytes", "quarantined", "dropped")},
         }
         if result.did_work or not self.ws.manifest_path.exists():
             write_json(self.ws.manifest_path, manifest)
@@ -202,11 +202,10 @@ class IngestStage:
         self._dedupe(name, tasks)
         markers = [self.ws.read_marker(STAGE, t.key) for t in tasks]
         formats: dict[str, int] = {}
-        records = tokens = nbytes = contaminated = 0
+        records = tokens = nbytes = 0
         for task in tasks:
-            t = pq.read_table(task.shard(self.ws), columns=["format", "n_tokens", "n_bytes", "contaminated"])
+            t = pq.read_table(task.shard(self.ws), columns=["format", "n_tokens", "n_bytes"])
             records += t.num_rows
-            contaminated += int(pc.sum(t.column("contaminated")).as_py() or 0)
             tokens += int(pc.sum(t.column("n_tokens")).as_py() or 0)
             nbytes += int(pc.sum(t.column("n_bytes")).as_py() or 0)
             for fmt, n in zip(*_value_counts(t.column("format"))):
@@ -231,7 +230,6 @@ class IngestStage:
             "dropped": sum(m["counts"]["dropped"] for m in markers),
             "dropped_reasons": dropped_reasons,
             "ids_assigned": sum(m["ids_assigned"] for m in markers),
-            "contaminated": contaminated,
         }
         if summary["input_lines"] != records + summary["dropped"] + quarantined:
             raise AssertionError(f"ingest {name}: input {summary['input_lines']} != kept {records} + dropped "

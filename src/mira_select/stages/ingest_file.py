@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ..config import ContaminationConfig, IngestConfig, SourceConfig
+from ..config import IngestConfig, SourceConfig
 from ..io.readers import InputFile, RawItem, read_items
 from ..io.shards import shard_writer
 from ..io.splits import Split
@@ -89,17 +89,14 @@ class _Buffer:
     def __init__(self):
         self.cols: dict[str, list[Any]] = {name: [] for name in RECORD_SCHEMA.names}
         self.chars = 0
-        self.contaminated = 0
 
     def __len__(self) -> int:
         return len(self.cols["id"])
 
-    def flush(self, writer, counter, guard, run: RunWriter) -> tuple[int, int]:
+    def flush(self, writer, counter, run: RunWriter) -> tuple[int, int]:
         if not len(self):
             return 0, 0
         self.cols["n_tokens"] = counter.count(self.cols["text"])
-        self.cols["contaminated"] = guard(self.cols["text"])
-        self.contaminated += sum(self.cols["contaminated"])
         writer.write_rows(self.cols)
         run.add(self.cols["id"], self.cols["line"])
         tokens, nbytes = sum(self.cols["n_tokens"]), sum(self.cols["n_bytes"])
@@ -118,7 +115,6 @@ def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
         return UnitResult(task.key, Counts.from_dict(marker["counts"]), skipped=True, info=marker)
 
     counter = get_counter(task.tokenizer)
-    guard = contamination_guard(cfg.contamination)
     excluded = list(cfg.exclude_fields) + list(src.exclude_fields)
     counts = Counts()
     dropped: collections.Counter[str] = collections.Counter()
@@ -147,9 +143,9 @@ def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
             buf.chars += len(rec["text"]) + len(rec["meta"])
             counts.kept += 1
             if len(buf) >= cfg.row_group_records or buf.chars >= cfg.row_group_chars:
-                t, b = buf.flush(writer, counter, guard, run)
+                t, b = buf.flush(writer, counter, run)
                 tokens, nbytes = tokens + t, nbytes + b
-        t, b = buf.flush(writer, counter, guard, run)
+        t, b = buf.flush(writer, counter, run)
         tokens, nbytes = tokens + t, nbytes + b
     for kind in ("dups.jsonl", "xdups.jsonl"):  # what finalize removed from the shard just replaced (not before:
         task.part(ws, kind).unlink(missing_ok=True)  # a kill in between would leave that shard without them)
@@ -167,7 +163,6 @@ def ingest_unit(task: UnitTask, force: bool = False) -> UnitResult:
         "dropped_reasons": dict(dropped),
         "quarantine_reasons": dict(quarantine.reasons),
         "ids_assigned": ids_assigned,
-        "contaminated": buf.contaminated,
     }
     ledger.record(task.unit, counts, **info)
     return UnitResult(task.key, counts, info={"counts": counts.to_dict(), **info})
@@ -195,23 +190,6 @@ def raw_rows(task: UnitTask, lines: set[int]) -> dict[int, str]:
             if len(out) == len(lines):
                 break
     return out
-
-
-def contamination_guard(cc: ContaminationConfig):
-    """texts -> flags; no benchmarks configured means nothing is flagged."""
-    if not cc.benchmarks:
-        return lambda texts: [False] * len(texts)
-    from ..contamination import build_index
-
-    indexes = [build_index(spec, cc.n, cc.min_words, cc.threshold) for spec in cc.benchmarks]
-
-    def flags(texts: list[str]) -> list[bool]:
-        out = [False] * len(texts)
-        for index in indexes:
-            out = [a or b for a, b in zip(out, index.flags(texts))]
-        return out
-
-    return flags
 
 
 def _to_record(item: RawItem, task: UnitTask, excluded: list[str], q: _Quarantine) -> dict[str, Any] | None:
@@ -261,7 +239,6 @@ def _to_record(item: RawItem, task: UnitTask, excluded: list[str], q: _Quarantin
         "file": task.file.name,
         "line": item.line,
         "meta": orjson.dumps(meta, option=orjson.OPT_NON_STR_KEYS, default=str).decode(),
-        "contaminated": False,  # filled per batch
         "_assigned": assigned,
     }
 

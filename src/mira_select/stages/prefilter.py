@@ -1,12 +1,18 @@
-"""`mira prefilter`: cheap rules and dedup between ingest and group, so no model time is spent on what rules decide.
+"""`mira prefilter`: cheap rules, dedup and the contamination guard between ingest and group, so no model time is
+spent on what rules decide.
 
 Two passes. Per record shard, in parallel on the executor: every enabled rule of the record's format (see
-prefilter/rules.py) and the record's dedup keys (normalized-text hash, MinHash signature) go to
-``_work/prefilter/<source>/part-NNNNN.parquet``. Then one pass over all shards in config order decides exact and
-near duplicates and writes the sidecar every later stage reads, row-aligned with records/:
-``prefilter/<source>/part-NNNNN.parquet`` = id, drop, fired rules, their reasons, duplicate-of. Per source,
-input = kept + dropped, with a per-rule table in ``prefilter/summary.json``. Dropped records stay in records/ (a
-changed threshold never needs a re-ingest) and are excluded from every selection variant, like contamination.
+prefilter/rules.py), the record's dedup keys (normalized-text hash, MinHash signature) and its contamination flag
+(benchmark n-gram overlap, contamination.py) go to ``_work/prefilter/<source>/part-NNNNN.parquet``. Then one pass
+over all shards in config order decides exact and near duplicates and writes the sidecar every later stage reads,
+row-aligned with records/: ``prefilter/<source>/part-NNNNN.parquet`` = id, drop, fired rules, their reasons,
+duplicate-of, contaminated. Per source, input = kept + dropped, with a per-rule table and the contaminated count in
+``prefilter/summary.json``. Dropped records stay in records/ (a changed threshold never needs a re-ingest) and are
+excluded from the selection variants that apply the prefilter; contaminated ones are excluded from every variant.
+
+The guard runs here, not at ingest: ingest stays a reader (its throughput is the I/O floor a corpus pays once), and
+a new benchmark set re-flags from the shards without re-reading the inputs. With ``prefilter.enabled: false`` the
+stage still runs, for the guard alone.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..benchmarks import benchmarks_digest
 from ..config import PrefilterConfig
+from ..contamination import guard
 from ..errors import MiraError
 from ..io.shards import read_sidecar_column, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
@@ -35,9 +43,9 @@ STAGE = "prefilter"
 BATCH = 256
 
 KEYS_SCHEMA = pa.schema([("id", pa.string()), ("flags", pa.string()), ("text_hash", pa.string()),
-                         ("minhash", pa.binary())])
+                         ("minhash", pa.binary()), ("contaminated", pa.bool_())])
 SIDECAR_SCHEMA = pa.schema([("id", pa.string()), ("drop", pa.bool_()), ("rules", pa.list_(pa.string())),
-                            ("reasons", pa.string()), ("dup_of", pa.string())])
+                            ("reasons", pa.string()), ("dup_of", pa.string()), ("contaminated", pa.bool_())])
 
 
 @dataclass(frozen=True)
@@ -58,19 +66,25 @@ class PrefilterResult:
 
 
 def rules_shard(unit: RulesUnit) -> Counts:
-    """Rules and dedup keys of one record shard."""
+    """Rules, dedup keys and contamination flags of one record shard (rules and dedup keys only when enabled)."""
     cfg = PrefilterConfig.model_validate_json(unit.config)
     nd = cfg.rules.near_dup
+    contaminated = guard(cfg.contamination)
     n = 0
     with shard_writer(Path(unit.out), KEYS_SCHEMA) as w:
         for batch in pq.ParquetFile(unit.shard).iter_batches(batch_size=BATCH, columns=["id", "format", "text"]):
             ids, fmts, texts = (batch.column(c).to_pylist() for c in ("id", "format", "text"))
-            with rules_batch():
-                flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
-            sig = signatures(texts, nd.ngram, nd.num_perm) if nd.action != "off" else np.zeros((len(ids), 0),
-                                                                                                np.uint32)
-            w.write_table(pa.table({"id": ids, "flags": flags, "text_hash": [text_hash(t) for t in texts],
-                                    "minhash": [row.tobytes() for row in sig]}, schema=KEYS_SCHEMA))
+            if cfg.enabled:
+                with rules_batch():
+                    flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
+            else:
+                flags = ["{}"] * len(ids)
+            near = cfg.enabled and nd.action != "off"
+            sig = signatures(texts, nd.ngram, nd.num_perm) if near else np.zeros((len(ids), 0), np.uint32)
+            w.write_table(pa.table({"id": ids, "flags": flags,
+                                    "text_hash": [text_hash(t) for t in texts] if cfg.enabled else [""] * len(ids),
+                                    "minhash": [row.tobytes() for row in sig], "contaminated": contaminated(texts)},
+                                   schema=KEYS_SCHEMA))
             n += len(ids)
     return Counts(n, n, 0, 0)
 
@@ -79,11 +93,18 @@ def prefilter_path(ws: Workspace, source: str, shard: Path) -> Path:
     return ws.root / "prefilter" / source / shard.name
 
 
-def logic_version() -> str:
-    """Hash of the rule and dedup code: a changed rule redoes the shards it ran on, not only a changed config."""
+def logic_version(cfg: PrefilterConfig) -> str:
+    """Hash of the rule, dedup and guard code and of the benchmark solutions: a changed rule or benchmark file redoes
+    the shards it ran on, not only a changed config."""
+    from .. import contamination
     from ..prefilter import dedup, rules
 
-    return hashlib.sha256(Path(rules.__file__).read_bytes() + Path(dedup.__file__).read_bytes()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for module in (rules, dedup, contamination):
+        h.update(Path(module.__file__).read_bytes())
+    for spec in cfg.contamination.benchmarks:
+        h.update(benchmarks_digest(spec).encode())
+    return h.hexdigest()[:12]
 
 
 class PrefilterStage(ShardStage):
@@ -93,7 +114,7 @@ class PrefilterStage(ShardStage):
         if not self.ws.manifest_path.exists():
             raise MiraError("nothing ingested yet: run `mira ingest` first")
         conf = self.cfg.prefilter.model_dump_json()
-        logic = logic_version()
+        logic = logic_version(self.cfg.prefilter)
         units = []
         for source in self.cfg.source_names:
             for shard in self.ws.record_shards(source):
@@ -134,19 +155,21 @@ class PrefilterStage(ShardStage):
     def _decide(self, units: list[RulesUnit], fp: str) -> dict[str, Any]:
         """The global pass, in config order: dedup verdicts, drop decisions, sidecars, per-source rule table."""
         rules = self.cfg.prefilter.rules
-        action = {name: getattr(rules, name).action for name in (*RULES, *DEDUP_RULES)}
+        on = self.cfg.prefilter.enabled
+        action = {name: getattr(rules, name).action if on else "off" for name in (*RULES, *DEDUP_RULES)}
         nd = rules.near_dup
-        index = DuplicateIndex(nd.threshold, nd.num_perm, near=nd.action != "off")
+        index = DuplicateIndex(nd.threshold, nd.num_perm, near=on and nd.action != "off")
         per_source: dict[str, dict[str, Any]] = {}
         with self.reporter.task(f"prefilter: dedup and decide over {len(units)} shard(s)", total=len(units)) as bar:
             for unit in units:
                 row = per_source.setdefault(unit.source, {"input": 0, "kept": 0, "dropped": 0, "fired": {},
-                                                          "dropped_by": {}})
+                                                          "dropped_by": {}, "contaminated": 0})
                 keys = pq.read_table(unit.out)
-                out = {"id": [], "drop": [], "rules": [], "reasons": [], "dup_of": []}
-                for rid, flags, h, sig in zip(*(keys.column(c).to_pylist() for c in KEYS_SCHEMA.names)):
+                out = {"id": [], "drop": [], "rules": [], "reasons": [], "dup_of": [], "contaminated": []}
+                for rid, flags, h, sig, tainted in zip(*(keys.column(c).to_pylist() for c in KEYS_SCHEMA.names)):
                     reasons = orjson.loads(flags)
-                    exact, near = index.add(rid, h, np.frombuffer(sig, np.uint32))
+                    exact, near = index.add(rid, h, np.frombuffer(sig, np.uint32)) if on else (None, None)
+                    row["contaminated"] += bool(tainted)
                     if exact and action["exact_dup"] != "off":
                         reasons["exact_dup"] = f"same text as {exact}"
                     if near:
@@ -160,7 +183,8 @@ class PrefilterStage(ShardStage):
                         if action[r] == "drop":
                             row["dropped_by"][r] = row["dropped_by"].get(r, 0) + 1
                     for k, v in (("id", rid), ("drop", drop), ("rules", fired),
-                                 ("reasons", orjson.dumps(reasons).decode()), ("dup_of", exact or near or "")):
+                                 ("reasons", orjson.dumps(reasons).decode()), ("dup_of", exact or near or ""),
+                                 ("contaminated", bool(tainted))):
                         out[k].append(v)
                 with shard_writer(prefilter_path(self.ws, unit.source, Path(unit.shard)), SIDECAR_SCHEMA) as w:
                     w.write_table(pa.table(out, schema=SIDECAR_SCHEMA))
@@ -168,17 +192,23 @@ class PrefilterStage(ShardStage):
         for name, row in per_source.items():
             if row["input"] != row["kept"] + row["dropped"]:
                 raise AssertionError(f"prefilter {name}: input {row['input']} != kept + dropped")
-        summary = {"fingerprint": fp, "actions": action, "sources": per_source,
+        summary = {"fingerprint": fp, "enabled": on, "actions": action, "sources": per_source,
                    "near_dup_clusters": len(index.clusters),
-                   "totals": {k: sum(r[k] for r in per_source.values()) for k in ("input", "kept", "dropped")}}
+                   "totals": {k: sum(r[k] for r in per_source.values())
+                              for k in ("input", "kept", "dropped", "contaminated")}}
         write_json(self.summary_path, summary)
         return summary
 
 
-def dropped_mask(ws: Workspace, source: str, shard: Path, ids: list[str]) -> np.ndarray:
-    """Which records of a record shard the prefilter dropped (all False when it has not run). The sidecar must
-    list the same ids in the same order; anything else is a stale sidecar and an error naming it."""
+def excluded_mask(ws: Workspace, source: str, shard: Path, ids: list[str], drops: bool) -> np.ndarray:
+    """Which records of a record shard no selection may take: the contaminated ones, and with ``drops`` those the
+    prefilter dropped. The sidecar must exist and list the same ids in the same order; anything else is an error
+    naming it (contamination is only known once the prefilter has run)."""
     path = prefilter_path(ws, source, shard)
     if not path.exists():
-        return np.zeros(len(ids), bool)
-    return read_sidecar_column(path, shard, ids, "drop", "mira prefilter").astype(bool)
+        raise MiraError(f"{path} is missing: run `mira prefilter` (it flags contaminated records, which every "
+                        "selection excludes)")
+    mask = read_sidecar_column(path, shard, ids, "contaminated", "mira prefilter").astype(bool)
+    if drops:
+        mask |= read_sidecar_column(path, shard, ids, "drop", "mira prefilter").astype(bool)
+    return mask

@@ -35,7 +35,7 @@ from ..io.shards import shard_writer
 from ..ledger import Ledger, Ref, Unit
 from ..workspace import Counts, Workspace, write_json
 from .group import group_members
-from .prefilter import dropped_mask
+from .prefilter import excluded_mask
 
 STAGE = "select"
 LOGIC_VERSION = 3  # bumped when a selection's outputs change (2: the crossing record kept only when nearer;
@@ -49,7 +49,7 @@ class ScoreShard:
     path: Path  # the record shard (ids are read from it when writing kept.parquet)
     score: np.ndarray
     tokens: np.ndarray
-    excluded: np.ndarray  # never selectable (contaminated): out of the unit's token total too
+    excluded: np.ndarray  # never selectable (contaminated, dropped, held out): out of the unit's token total too
 
 
 @dataclass
@@ -111,13 +111,11 @@ def load_shards(cfg: MiraConfig, ws: Workspace, sources: list[str], scorer: Vari
     out = []
     for source in sources:
         for shard in ws.record_shards(source):
-            t = pq.read_table(shard, columns=["id", "n_tokens", "contaminated"])
+            t = pq.read_table(shard, columns=["id", "n_tokens"])
             ids = t.column("id").to_pylist()
             buckets = id_buckets(ids)
-            excluded = (t.column("contaminated").to_numpy(zero_copy_only=False).astype(bool)
-                        | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets)
-                        | (dropped_mask(ws, source, shard, ids) if cfg.prefilter.enabled and scorer.uses_prefilter
-                           else False))
+            excluded = (excluded_mask(ws, source, shard, ids, drops=scorer.uses_prefilter)
+                        | holdout_mask(cfg, buckets) | reference_mask(cfg, source, buckets))
             score = np.asarray(scorer.scores(source, shard, ids), dtype=np.float64)
             out.append(ScoreShard(source, shard, score, t.column("n_tokens").to_numpy(zero_copy_only=False),
                                   excluded))
@@ -200,9 +198,8 @@ class SelectStage:
         inputs: dict[str, Any] = {"fraction": fraction, "holdout_share": self.cfg.eval.holdout_share,
                                   "logic": LOGIC_VERSION,
                                   "scorer": scorer.fingerprint(), "scores": scorer.depends(),
-                                  "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
-        if self.cfg.prefilter.enabled:  # its drop decisions change what is selectable
-            inputs["prefilter"] = Ref("prefilter", "_summary")
+                                  "records": {s: Ref("ingest", f"{s}/_source") for s in sources},
+                                  "prefilter": Ref("prefilter", "_summary")}  # drops and contamination flags
         return Ledger(self.ws).unit(STAGE, variant, inputs, [selection_dir(self.ws, variant) / "summary.json"])
 
     def group_of(self) -> dict[str, str]:
