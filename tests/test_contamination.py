@@ -101,3 +101,26 @@ def test_word_hashes_are_the_word_tokens_of_tokenize_batch():
     hashes, doc = word_hashes(texts, lower=True)
     assert len(hashes) > 100
     assert np.array_equal(hashes, tb.hashes[keep]) and np.array_equal(doc, tb.doc[keep])
+
+
+def test_a_prefilter_sidecar_from_before_the_guard_moved_is_refused_by_name(tmp_path):
+    """A workspace whose prefilter ran before the guard moved there has sidecars without ``contaminated``: select
+    must say which file and what to run, not fail inside pyarrow."""
+    import pyarrow as pa
+
+    from mira_select.errors import MiraError
+    from mira_select.stages.prefilter import excluded_mask, prefilter_path
+    from mira_select.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    shard = ws.root / "records" / "s" / "part-00000.parquet"
+    shard.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a", "b"]}), shard)
+    side = prefilter_path(ws, "s", shard)
+    side.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a", "b"], "drop": [False, True]}), side)
+    with pytest.raises(MiraError, match=r"part-00000.parquet has no column 'contaminated'.*run `mira prefilter`"):
+        excluded_mask(ws, "s", shard, ["a", "b"], drops=True)
+    pq.write_table(pa.table({"id": ["a", "b"], "drop": [False, True], "contaminated": [True, False]}), side)
+    assert excluded_mask(ws, "s", shard, ["a", "b"], drops=True).tolist() == [True, True]
+    assert excluded_mask(ws, "s", shard, ["a", "b"], drops=False).tolist() == [True, False]

@@ -138,6 +138,8 @@ def read_sidecar_column(path: Path, shard: Path, ids: list[str], column: str, re
     a sidecar written for another version of the shard is an error naming it, never a wrong value."""
     from ..errors import MiraError
 
+    if column not in pq.read_schema(path).names:
+        raise MiraError(f"{path} has no column {column!r} (written by an older version): run `{remedy}` again")
     t = pq.read_table(path, columns=["id", column])
     if t.column("id").to_pylist() != ids:
         raise MiraError(f"{path} does not match its record shard {shard} (ids differ; the records changed after "
