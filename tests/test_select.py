@@ -243,9 +243,10 @@ def test_auto_tier_fits_every_cpu_student_and_keeps_the_best(tmp_path):
     out = run_mira("train", "-c", str(cfg), check=True)
     for group in GROUPS:
         m = json.loads((tmp_path / "ws" / "students" / group / "metrics.json").read_text())
-        assert set(m["tiers"]) == {"hashed_linear", "hashed_linear+structure", "embed_heads", "embed_heads+structure"}
-        best = max(m["tiers"], key=lambda k: m["tiers"][k]["overall"]["spearman"] or -2)
-        assert m["kind"] == best
+        assert set(m["tiers"]) == {"hashed_linear", "hashed_linear+structure", "embed_heads", "embed_heads+structure",
+                                   "embed_trees", "blend"}
+        best = max(m["tiers"], key=lambda k: m["tiers"][k]["with_twins"]["spearman"] or -2)
+        assert m["kind"] == best  # chosen on every held-out label, twins included
         mask = json.loads((tmp_path / "ws" / "students" / group / "mask.json").read_text())
         for entry in mask.values():  # every anchor either ranks the source or enters at the teacher's level
             assert entry["fallback"] or set(entry["anchors"]) | set(entry["fill"]) == set(m["anchors"])
@@ -382,7 +383,24 @@ def test_length_residual_and_temperature_adjust_the_ranking_not_the_budget(tmp_p
         assert abs(kept - 0.5 * tokens.sum()) <= tokens.max() / 2  # same token accounting
 
 
-def test_cross_fit_folds_keep_twins_with_their_originals_and_never_judge_them():
+def test_twins_are_judged_beside_the_clean_labels_against_their_own_originals():
+    """`twin_agreement`: Spearman over every held-out label and, per twin, whether the student ranks it below its
+    own clean record (ties half), beside the teacher's labels; a twin whose original is not held out is skipped."""
+    from mira_select.stages.train import LabeledSet, twin_agreement
+
+    ids = ["s/0", "s/1", "s/2", "s/3", "s/0~splice_spam", "s/1~splice_spam", "s/2~shuffle_lines", "s/9~shuffle_lines"]
+    twin = np.asarray([False] * 4 + [True] * 4)
+    y = np.asarray([[8.0], [7.0], [6.0], [5.0], [2.0], [3.0], [6.5], [1.0]])
+    data = LabeledSet(ids, ["s"] * 8, ["x"] * 8, y, twin)
+    pred = np.asarray([[7.0], [6.0], [5.0], [5.5], [7.5], [2.0], [5.0], [0.0]], np.float32)
+    got = twin_agreement(data, pred)
+    assert got["twin_pairs"] == 3  # s/9 has no clean record among the labels
+    assert got["twin_accuracy"] == pytest.approx((0 + 1 + 0.5) / 3)  # above, below, tied with its original
+    assert got["teacher_twin_accuracy"] == pytest.approx((1 + 1 + 0) / 3)  # the teacher rated s/2's twin higher
+    assert got["n"] == 8 and got["spearman"] is not None
+
+
+def test_cross_fit_folds_keep_twins_with_their_originals():
     import numpy as np
 
     from mira_select.stages.train import LabeledSet

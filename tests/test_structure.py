@@ -155,3 +155,30 @@ def test_signals_are_computed_once_per_text_inside_remembered(monkeypatch):
     assert len(calls) == len(set(texts)) and (first == plain).all() and (again == plain[::-1]).all()
     structural_features(texts)  # outside: nothing is kept
     assert len(calls) == len(set(texts)) + len(texts)
+
+
+def test_tree_tier_and_blend_rank_a_shuffled_file_below_it_and_reload_exactly(tmp_path):
+    """`embed_trees` (LightGBM on embedding + length + structural signals) learns the teacher's low score for
+    shuffled files; its boosters travel as LightGBM text in weights.npz (no pickle) and reload to the same scores.
+    A `blend` is the mean of its members, saved and reloaded through the registry like any tier."""
+    from mira_select.students.registry import load_student, make_student, saved_student_needs_gpu
+
+    rng = random.Random(1)
+    clean = [t for t in _corpus("code_python_pypi", 200) if t.count("\n") > 20][:40]
+    broken = [shuffle_lines(t, rng) or t for t in clean]
+    texts, y = clean + broken, np.r_[np.full(len(clean), 8.0), np.full(len(broken), 2.0)][:, None]
+    fit_on = list(range(0, 30)) + list(range(40, 70))
+    held = [texts[i] for i in range(30, 40)] + [texts[i + 40] for i in range(30, 40)]
+    fit_texts, fit_y = [texts[i] for i in fit_on], y[fit_on]
+    members = [["hashed_linear", {"structure": True}], ["embed_trees", {}]]
+    preds = {}
+    for kind, params in (("embed_trees", {}), ("hashed_linear", {"structure": True}), ("blend", {"members": members})):
+        student = make_student(kind, ["a01"], **params).fit(fit_texts, fit_y, ["s"] * len(fit_on))
+        student.save(tmp_path / kind)
+        assert not saved_student_needs_gpu(tmp_path / kind)
+        preds[kind] = load_student(tmp_path / kind).predict(held)[:, 0]
+        np.testing.assert_allclose(preds[kind], student.predict(held)[:, 0], atol=1e-5)
+    assert (preds["embed_trees"][:10] > preds["embed_trees"][10:]).mean() >= 0.8  # 60 labels; untrained: ~0.5
+    np.testing.assert_allclose(preds["blend"], (preds["embed_trees"] + preds["hashed_linear"]) / 2, atol=1e-4)
+    with np.load(tmp_path / "embed_trees" / "weights.npz", allow_pickle=False) as w:
+        assert w["booster_0"].dtype == np.uint8 and b"tree" in w["booster_0"].tobytes()

@@ -247,8 +247,10 @@ class LabelConfig(_Strict):
 
 
 class StudentConfig(_Strict):
-    kind: Literal["hashed_linear", "embed_heads", "generative", "auto"] = Field(
-        "hashed_linear", description="auto = fit both CPU tiers, keep the one closer to the teacher on validation")
+    kind: Literal["hashed_linear", "embed_heads", "embed_trees", "blend", "generative", "auto"] = Field(
+        "hashed_linear", description="auto = fit every CPU tier (hashed_linear, embed_heads, each with and without "
+                                     "structural signals, embed_trees, and blend: the mean of hashed_linear+structure "
+                                     "and embed_trees), keep the one closest to the teacher on validation")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per kind: constructor arguments")
     folds: int = Field(
         5, ge=0, description="cross-fitting: every labeled record is predicted by a student fitted without its fold, "

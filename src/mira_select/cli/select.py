@@ -26,16 +26,19 @@ def train(
     cfg = load_config(config)
     result = TrainStage(cfg, reporter=RichReporter(err_console)).run(force=force)
     table = Table(title=f"students (validation vs teacher){' — up to date' if result.skipped else ''}")
-    for col in ("group", "tier", "fitted on", "judged", "Spearman", "MAE", "other tiers", "fallback sources"):
+    for col in ("group", "tier", "fitted on", "judged", "Spearman", "MAE", "with twins: ρ, twin below",
+                "other tiers (ρ with twins)", "fallback sources"):
         table.add_column(col)
     for group, m in result.groups.items():
         o = m["overall"]
-        others = ", ".join(f"{k} {_fmt(v['overall']['spearman'])}" for k, v in m["tiers"].items()
-                           if k != m["kind"])
+        tw = m.get("with_twins", {})  # metrics from before twins were judged have none
+        others = ", ".join(f"{k} {_fmt(v.get('with_twins', v['overall'])['spearman'])}"
+                           for k, v in m["tiers"].items() if k != m["kind"])
         mask = _mask(cfg, group)
         judged = f"{m['n_val']} ({m.get('validation', 'val split')})"
         table.add_row(group, m["kind"], str(m["n_train"]), judged, _fmt(o["spearman"]),
-                      _fmt(o["mae"]), others or "-", str(sum(v["fallback"] for v in mask.values())))
+                      _fmt(o["mae"]), f"{_fmt(tw.get('spearman'))}, {_fmt(tw.get('twin_accuracy'))}",
+                      others or "-", str(sum(v["fallback"] for v in mask.values())))
     console.print(table)
 
 @app.command()

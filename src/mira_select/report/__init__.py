@@ -77,7 +77,8 @@ def _label_section(gl: collect.GroupLabels) -> dict[str, Any]:
                            "dist_plot": plots.label_distributions(names, [gl.scores(a["id"]) for a in gl.anchors]),
                            "metrics": gl.metrics, "fid_plot": None, "fallback": [], "tiers": {}}
     if gl.metrics:
-        out["tiers"] = {k: v["overall"] for k, v in gl.metrics.get("tiers", {}).items()}
+        out["tiers"] = {k: {**v["overall"], "with_twins": v.get("with_twins") or {}}
+                        for k, v in gl.metrics.get("tiers", {}).items()}
         per_source, pooled = gl.metrics.get("per_source", {}), gl.metrics.get("pooled", {})
         mask = gl.mask or {}
         sources = sorted(mask or per_source)
