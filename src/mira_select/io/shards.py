@@ -136,12 +136,19 @@ def rows_with_ids(path: Path, ids: pa.Array, columns: list[str]) -> pa.Table:
 def read_sidecar_column(path: Path, shard: Path, ids: list[str], column: str, remedy: str):
     """One column of a sidecar (scores, prefilter decisions), checked row by row against its record shard's ids:
     a sidecar written for another version of the shard is an error naming it, never a wrong value."""
+    return read_sidecar_columns(path, shard, ids, [column], remedy)[column]
+
+
+def read_sidecar_columns(path: Path, shard: Path, ids: list[str], columns: list[str], remedy: str) -> dict:
+    """Several columns of a sidecar in one read, checked like `read_sidecar_column`."""
     from ..errors import MiraError
 
-    if column not in pq.read_schema(path).names:
-        raise MiraError(f"{path} has no column {column!r} (written by an older version): run `{remedy}` again")
-    t = pq.read_table(path, columns=["id", column])
+    names = pq.read_schema(path).names
+    for column in columns:
+        if column not in names:
+            raise MiraError(f"{path} has no column {column!r} (written by an older version): run `{remedy}` again")
+    t = pq.read_table(path, columns=["id", *columns])
     if t.column("id").to_pylist() != ids:
         raise MiraError(f"{path} does not match its record shard {shard} (ids differ; the records changed after "
                         f"it was written): run `{remedy}` again")
-    return t.column(column).to_numpy(zero_copy_only=False)
+    return {c: t.column(c).to_numpy(zero_copy_only=False) for c in columns}

@@ -32,7 +32,7 @@ from ..benchmarks import benchmarks_digest
 from ..config import PrefilterConfig
 from ..contamination import guard
 from ..errors import MiraError
-from ..io.shards import read_sidecar_column, shard_writer
+from ..io.shards import read_sidecar_columns, shard_writer
 from ..prefilter.dedup import DuplicateIndex, signatures, text_hash
 from ..ledger import Ref, Unit
 from ..prefilter.rules import DEDUP_RULES, RULES, record_flags, rules_batch
@@ -74,15 +74,14 @@ def rules_shard(unit: RulesUnit) -> Counts:
     with shard_writer(Path(unit.out), KEYS_SCHEMA) as w:
         for batch in pq.ParquetFile(unit.shard).iter_batches(batch_size=BATCH, columns=["id", "format", "text"]):
             ids, fmts, texts = (batch.column(c).to_pylist() for c in ("id", "format", "text"))
-            if cfg.enabled:
+            flags, hashes, sig = ["{}"] * len(ids), [""] * len(ids), np.zeros((len(ids), 0), np.uint32)
+            if cfg.enabled:  # off: the guard's column alone is real
                 with rules_batch():
                     flags = [orjson.dumps(record_flags(t, f, cfg)).decode() for t, f in zip(texts, fmts)]
-            else:
-                flags = ["{}"] * len(ids)
-            near = cfg.enabled and nd.action != "off"
-            sig = signatures(texts, nd.ngram, nd.num_perm) if near else np.zeros((len(ids), 0), np.uint32)
-            w.write_table(pa.table({"id": ids, "flags": flags,
-                                    "text_hash": [text_hash(t) for t in texts] if cfg.enabled else [""] * len(ids),
+                hashes = [text_hash(t) for t in texts]
+                if nd.action != "off":
+                    sig = signatures(texts, nd.ngram, nd.num_perm)
+            w.write_table(pa.table({"id": ids, "flags": flags, "text_hash": hashes,
                                     "minhash": [row.tobytes() for row in sig], "contaminated": contaminated(texts)},
                                    schema=KEYS_SCHEMA))
             n += len(ids)
@@ -208,7 +207,6 @@ def excluded_mask(ws: Workspace, source: str, shard: Path, ids: list[str], drops
     if not path.exists():
         raise MiraError(f"{path} is missing: run `mira prefilter` (it flags contaminated records, which every "
                         "selection excludes)")
-    mask = read_sidecar_column(path, shard, ids, "contaminated", "mira prefilter").astype(bool)
-    if drops:
-        mask |= read_sidecar_column(path, shard, ids, "drop", "mira prefilter").astype(bool)
-    return mask
+    columns = read_sidecar_columns(path, shard, ids, ["contaminated", "drop"] if drops else ["contaminated"],
+                                   "mira prefilter")
+    return np.logical_or.reduce([v.astype(bool) for v in columns.values()])
