@@ -44,11 +44,11 @@ CPU_TIERS: dict[str, tuple[str, dict[str, Any]]] = {
     "embed_heads": ("embed_heads", {}),
     "embed_heads+structure": ("embed_heads", {"structure": True}),
     "embed_trees": ("embed_trees", {}),
-    "blend": ("blend", {"members": [["hashed_linear", {"structure": True}], ["embed_trees", {}]]}),
 }
 # a blend's out-of-fold predictions are the mean of its members' (each fit is deterministic), so cross-fitting it
 # reuses the member tiers' folds instead of fitting them again
 BLEND_OF: dict[str, tuple[str, ...]] = {"blend": ("hashed_linear+structure", "embed_trees")}
+CPU_TIERS["blend"] = ("blend", {"members": [list(CPU_TIERS[m]) for m in BLEND_OF["blend"]]})
 
 
 @dataclass
@@ -170,8 +170,9 @@ class TrainStage:
         for kind in kinds:
             with self.reporter.task(f"train {group}: {kind} on {len(labeled.ids)} labels", total=1) as bar:
                 t0 = time.monotonic()
-                if crossfit and all(m in oof for m in BLEND_OF.get(kind, ("-",))):
-                    judged, pred = labeled, np.mean([oof[m] for m in BLEND_OF[kind]], axis=0)
+                members = BLEND_OF.get(kind, ())
+                if crossfit and members and all(m in oof for m in members):
+                    judged, pred = labeled, np.mean([oof[m] for m in members], axis=0)
                 else:
                     judged, pred = self._cross_fit(kind, anchors, labeled) if crossfit else self._split_fit(
                         kind, anchors, train, val)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import Student, check_targets
 from .ridge import clip_scores
+from .structure import remembered
 
 _SEP = "__"
 
@@ -33,12 +34,14 @@ class BlendStudent(Student):
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "BlendStudent":
         check_targets(texts, y, self.anchors)
-        for part in self.parts:
-            part.fit(texts, y, sources)
+        with remembered():
+            for part in self.parts:
+                part.fit(texts, y, sources)
         return self
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        return clip_scores(np.mean([part.predict(texts) for part in self.parts], axis=0))
+        with remembered():  # members that read the structural signals compute them once per batch, not per member
+            return clip_scores(np.mean([part.predict(texts) for part in self.parts], axis=0))
 
     def _weights(self) -> dict[str, np.ndarray]:
         return {f"m{i}{_SEP}{k}": v for i, part in enumerate(self.parts) for k, v in part._weights().items()}
