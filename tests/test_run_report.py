@@ -28,17 +28,30 @@ TINY_EVAL = {"seeds": [0], "train_bytes": 20_000, "context": 64, "layers": 1, "w
              "variants": ["group", "random"], "holdout_share": 0.02, "threads": 1}
 
 
+CHECK_PAIRS = 10  # not the default 24: the run must take the count from check.pairs_per_format
+
+
 @pytest.fixture(scope="module")
 def finished(demo_ws, tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     replay_config(demo_ws, d, student={"kind": "hashed_linear"}, budget={"compare": ["source", "global", "random"]},
-                  eval=TINY_EVAL)
+                  eval=TINY_EVAL, check={"pairs_per_format": CHECK_PAIRS})
     (d / "corpus").symlink_to(demo_ws.parent / "corpus")
     # The session's ingest of the demo corpus, copied: a workspace moved to another path stays current (freshness
     # is by content), and the ~40 s ingest is not paid twice per test session.
     shutil.copytree(demo_ws, d / "ws")  # ingest's outputs only: records, quarantine, id runs, markers, manifest
     first = run_mira("run", "-c", str(d / "mira.yaml"), "--eval", check=True)
     return d, d / "ws", first
+
+
+def test_check_interval_is_wilsons():
+    """Reference values of the Wilson score interval (z = 1.96); a tie's half win is kept, not rounded."""
+    from mira_select.stages.check import wilson_interval
+
+    assert wilson_interval(21, 24) == pytest.approx((0.690, 0.957), abs=1e-3)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.278), abs=1e-3)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] == pytest.approx(0.722, abs=1e-3)
+    assert wilson_interval(11.5, 24) != wilson_interval(12, 24) and wilson_interval(3, 0) is None
 
 
 def test_run_executes_every_stage_and_prints_the_summary(finished):
@@ -62,6 +75,10 @@ def test_run_executes_every_stage_and_prints_the_summary(finished):
     for fmt, row in check["per_format"].items():
         wins = [r["scorer_win"] for r in listed if r["format"] == fmt]
         assert len(wins) == row["pairs"] and abs(sum(wins) / len(wins) - row["accuracy"]) < 1e-9
+        assert row["pairs"] <= CHECK_PAIRS
+        lo, hi = row["accuracy_ci95"]
+        assert lo <= row["accuracy"] <= hi and hi - lo > 0.1  # 10 pairs decide little, and the interval says so
+    assert max(r["pairs"] for r in check["per_format"].values()) == CHECK_PAIRS
     summary = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     for group, g in summary["per_group"].items():
         assert f"{g['kept_tokens']:,}" in first.stdout, group  # per-group tokens kept are printed

@@ -59,10 +59,11 @@ def prefilter(
 @app.command()
 def check(
     config: Path = ConfigOpt,
-    per_format: int = typer.Option(24, "--per-format", "-n", help="Twin pairs per format."),
+    per_format: Optional[int] = typer.Option(None, "--per-format", "-n", min=1,
+                                             help="Twin pairs per format (default: check.pairs_per_format, 24)."),
     teacher: int = typer.Option(0, "--teacher", help="Ask the teacher about this many pairs per format (costs "
                                                       "calls; the rest come from its cache where they can)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Default: check.seed."),
 ) -> None:
     """Held-out contrast twins ranked by the finished scorer (prefilter included), beside the teacher."""
     from .tables import print_check
@@ -71,6 +72,8 @@ def check(
     from ..workspace import Workspace
 
     cfg = load_config(config)
+    per_format = cfg.check.pairs_per_format if per_format is None else per_format
+    seed = cfg.check.seed if seed is None else seed
     r = run_scorer_check(cfg, Workspace(cfg.workspace_path), per_format=per_format, seed=seed, with_teacher=teacher,
                          reporter=RichReporter(err_console), force=True)
     print_check(console, r)

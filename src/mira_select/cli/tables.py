@@ -115,7 +115,8 @@ def print_check(console, r: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"mira check: scorer vs teacher on {r['pairs']} held-out twin pairs (teacher: {r['teacher']})")
-    for col in ("format", "pairs", "scorer acc.", "teacher acc. (pairs)", "by corruption: scorer / teacher"):
+    for col in ("format", "pairs", "scorer acc.", "95 % interval", "teacher acc. (pairs)",
+                "by corruption: scorer / teacher"):
         table.add_column(col, justify="left" if col in ("format", "by corruption: scorer / teacher") else "right")
 
     def f(x):
@@ -123,6 +124,7 @@ def print_check(console, r: dict) -> None:
 
     for fmt, v in r["per_format"].items():
         kinds = ", ".join(f"{k} {f(d['accuracy'])}/{f(d['teacher_accuracy'])}" for k, d in v["by_kind"].items())
-        table.add_row(fmt, str(v["pairs"]), f(v["accuracy"]), f"{f(v['teacher_accuracy'])} ({v['teacher_pairs']})",
-                      kinds)
+        ci = v.get("accuracy_ci95")  # absent in a scorer.json written before check logic 3
+        table.add_row(fmt, str(v["pairs"]), f(v["accuracy"]), f"{f(ci[0])}-{f(ci[1])}" if ci else "-",
+                      f"{f(v['teacher_accuracy'])} ({v['teacher_pairs']})", kinds)
     console.print(table)

@@ -9,6 +9,7 @@ the same pairs, from the teacher cache when the pairs were asked before (``--tea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..workspace import Counts, Workspace, read_json, write_json
 
 STAGE = "check"
 SEED_OFFSET = 7919  # twins for the check come from another sample than the teacher check's
-LOGIC_VERSION = 2  # bumped when scorer.json changes (2: every pair listed in pair_results)
+LOGIC_VERSION = 3  # bumped when scorer.json changes (2: every pair listed in pair_results; 3: 95 % intervals)
 
 
 @dataclass
@@ -52,6 +53,17 @@ def make_pairs(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> li
     source_of = {r.id: r.source for r in records}
     twins = make_twins([(r.id, r.format, r.text) for r in records], per_format=per_format, seed=seed)
     return [Pair(t.format, t.kind, source_of[t.clean_id], t.clean_id, t.clean, t.corrupted) for t in twins]
+
+
+def wilson_interval(wins: float, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a pairwise accuracy: what 24 pairs can and cannot tell apart (0.88 on 24 pairs
+    is 0.69-0.96). Ties count half a win, so ``wins`` may be fractional, which scipy's binomtest does not take."""
+    if n <= 0:
+        return None
+    p, z2 = wins / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
 def _dropped(text: str, fmt: str, cfg: MiraConfig) -> bool:
@@ -126,6 +138,7 @@ def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed:
     for fmt, row in sorted(rows.items()):
         out["per_format"][fmt] = {
             "pairs": row["pairs"], "accuracy": row["wins"] / row["pairs"],
+            "accuracy_ci95": wilson_interval(row["wins"], row["pairs"]),
             "teacher_pairs": row["teacher_pairs"],
             "teacher_accuracy": row["teacher_wins"] / row["teacher_pairs"] if row["teacher_pairs"] else None,
             "by_kind": {k: {"pairs": v["pairs"], "accuracy": v["wins"] / v["pairs"],

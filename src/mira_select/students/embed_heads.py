@@ -19,6 +19,14 @@ from .ridge import clip_scores, fit_ridge
 from .structure import StructureScaler
 
 
+def embedding_and_length(embedder: str, texts: list[str], length_divisor: float = 1.0) -> np.ndarray:
+    """[n, dim + 1]: the packaged embedder's vectors and the log character length (an embedding of the head cannot
+    see how long a record is). The ridge heads divide the length down to the embedding's range; trees need no scale."""
+    emb = get_embedder(embedder).encode(texts)
+    length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None] / length_divisor
+    return np.hstack([emb, length])
+
+
 class EmbedHeadsStudent(Student):
     kind = "embed_heads"
 
@@ -31,10 +39,8 @@ class EmbedHeadsStudent(Student):
 
     def features(self, texts: list[str], structure: np.ndarray | None = None) -> np.ndarray:
         """Embedding, log length and (standardized) structural signals; ``structure``: that block, already made."""
-        emb = get_embedder(self.params["embedder"]).encode(texts)
-        length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None] / 10.0
         block = self._scaler.transform(texts) if structure is None else structure
-        return np.hstack([emb, length, block]).astype(np.float32)
+        return np.hstack([embedding_and_length(self.params["embedder"], texts, 10.0), block]).astype(np.float32)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "EmbedHeadsStudent":
         y = check_targets(texts, y, self.anchors)

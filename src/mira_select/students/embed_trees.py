@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..embed import get_embedder
 from ..errors import MiraError
 from .base import Student, check_targets
+from .embed_heads import embedding_and_length
 from .ridge import clip_scores
 from .structure import structural_features
 
@@ -48,9 +48,8 @@ class EmbedTreesStudent(Student):
         self._boosters: list[Any] = []
 
     def features(self, texts: list[str]) -> np.ndarray:
-        emb = get_embedder(self.params["embedder"]).encode(texts)
-        length = np.log1p(np.asarray([len(t) for t in texts], dtype=np.float32))[:, None]
-        return np.hstack([emb, length, structural_features(texts)]).astype(np.float32)
+        return np.hstack([embedding_and_length(self.params["embedder"], texts),
+                          structural_features(texts)]).astype(np.float32)
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "EmbedTreesStudent":
         lgb = _lightgbm()
