@@ -188,8 +188,7 @@ class Pipeline:
     def _check(self, summary: RunSummary):
         from .stages.check import run_scorer_check
 
-        r = run_scorer_check(self.cfg, self.ws, per_format=self.cfg.check.pairs_per_format, seed=self.cfg.check.seed,
-                             reporter=self.reporter)
+        r = run_scorer_check(self.cfg, self.ws, reporter=self.reporter)
         summary.check = r
         acc = ", ".join(f"{f} {v['accuracy']:.2f}" for f, v in r["per_format"].items())
         return not r["skipped"], f"scorer pairwise accuracy on {r['pairs']} held-out twin pairs: {acc}", None

@@ -72,8 +72,6 @@ def check(
     from ..workspace import Workspace
 
     cfg = load_config(config)
-    per_format = cfg.check.pairs_per_format if per_format is None else per_format
-    seed = cfg.check.seed if seed is None else seed
     r = run_scorer_check(cfg, Workspace(cfg.workspace_path), per_format=per_format, seed=seed, with_teacher=teacher,
                          reporter=RichReporter(err_console), force=True)
     print_check(console, r)

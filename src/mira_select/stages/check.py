@@ -89,14 +89,18 @@ def check_unit(cfg: MiraConfig, ws: Workspace, per_format: int, seed: int) -> Un
     }, [ws.root / "check" / "scorer.json"])
 
 
-def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int = 24, seed: int = 0,
+def run_scorer_check(cfg: MiraConfig, ws: Workspace, per_format: int | None = None, seed: int | None = None,
                      with_teacher: int = 0, reporter: Reporter | None = None,
                      force: bool = False) -> dict[str, Any]:
     """-> the check's figures (also ``check/scorer.json``); reused when nothing it depends on changed.
 
+    ``per_format`` / ``seed``: None takes ``check.pairs_per_format`` / ``check.seed`` from the config.
+
     ``with_teacher``: pairs per format the teacher is asked about (its cache answers the rest where it can). Every
     pair is listed too (``pair_results``: ids, both scores, the teacher's where known), so a lost pair can be read."""
     reporter = reporter or Reporter()
+    per_format = cfg.check.pairs_per_format if per_format is None else per_format
+    seed = cfg.check.seed if seed is None else seed
     unit = check_unit(cfg, ws, per_format, seed)
     path = ws.root / "check" / "scorer.json"
     ledger = Ledger(ws)
