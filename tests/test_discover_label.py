@@ -237,3 +237,14 @@ def test_a_part_whose_criteria_all_fail_the_generality_check_keeps_the_drafts_ma
     notes = []
     anchors, _ = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=notes, fmt="text")
     assert len(anchors) == 1 and "problem" not in anchors[0] and "_problem" not in anchors[0]
+
+
+
+def test_discover_and_label_name_an_unknown_group_before_any_teacher_call(small_ws):
+    """`-g` names groups to run (a long teacher job does the ones it needs first); a name that is no group is one
+    error line listing the groups, with no traceback."""
+    groups = sorted(json.loads((small_ws / "ws" / "groups.json").read_text())["groups"])
+    for stage in ("discover", "label"):
+        proc = run_mira(stage, "-c", str(small_ws / "mira.yaml"), "-g", groups[0], "-g", "no_such_group")
+        assert proc.returncode == 2 and "unknown group(s) no_such_group" in proc.stderr, proc.stderr
+        assert ", ".join(groups) in proc.stderr and "Traceback" not in proc.stderr

@@ -57,3 +57,14 @@ def test_k_spreads_over_formats_and_is_deterministic(demo_ws, tmp_path):
     assert len(first) == 7
     again = GroupStage(cfg).run(force=True).groups
     assert again == first
+
+
+def test_only_groups_keeps_the_asked_order_and_names_unknown_groups():
+    from mira_select.errors import MiraError
+    from mira_select.stages.group import only_groups
+
+    groups = {"agent": ["a"], "code": ["c"], "text": ["t"]}
+    assert list(only_groups(groups, ["text", "agent"])) == ["text", "agent"]
+    assert only_groups(groups, None) == groups and only_groups(groups, []) == groups
+    with pytest.raises(MiraError, match=r"unknown group\(s\) nope; groups are agent, code, text"):
+        only_groups(groups, ["code", "nope"])

@@ -100,6 +100,8 @@ def group(
 def discover(
     config: Path = ConfigOpt,
     force: bool = typer.Option(False, "--force", help="Rediscover even if the rubric is current."),
+    group: list[str] = typer.Option([], "--group", "-g",
+                                    help="Discover only these groups, in this order (repeatable; default: all)."),
 ) -> None:
     """Teacher judges sampled records free-form; clustered judgments become each group's anchors (rubrics/)."""
     from ..progress import RichReporter
@@ -107,7 +109,7 @@ def discover(
 
     cfg = load_config(config)
     stage = DiscoverStage(cfg, reporter=RichReporter(err_console))
-    result = stage.run(force=force)
+    result = stage.run(force=force, only=group or None)
     for group, rubric in result.rubrics.items():
         state = "up to date" if group in result.skipped else f"{rubric['n_judged']}/{rubric['n_records']} judged"
         console.print(f"  [bold]{group}[/bold]: {len(rubric['anchors'])} anchors from {rubric['n_points']} "

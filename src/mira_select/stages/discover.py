@@ -29,7 +29,7 @@ from ..teacher.schema import ANCHOR_FIELDS
 from .teacher_stage import TeacherStage
 from ..ledger import Ref, Unit
 from ..workspace import Counts, atomic_write_bytes, read_json, write_json
-from .group import group_members, load_groups
+from .group import group_members, load_groups, only_groups
 
 STAGE = "discover"
 VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
@@ -66,9 +66,11 @@ class DiscoverStage(TeacherStage):
     def units(self) -> list[Unit]:
         return [self.unit(g, s) for g, s in group_members(self.ws, self.cfg).items()]
 
-    def run(self, force: bool = False) -> DiscoverResult:
+    def run(self, force: bool = False, only: list[str] | None = None) -> DiscoverResult:
+        """Discover every group, or only the groups in ``only`` in that order (so a long teacher job can do the
+        groups it needs first)."""
         start = time.monotonic()
-        groups = group_members(self.ws, self.cfg)
+        groups = only_groups(group_members(self.ws, self.cfg), only)
         rubrics, skipped = {}, []
         for group, sources in groups.items():
             unit = self.unit(group, sources)

@@ -165,6 +165,17 @@ def group_members(ws: Workspace, cfg: MiraConfig) -> dict[str, list[str]]:
     return groups
 
 
+def only_groups(groups: dict[str, list[str]], only: list[str] | None) -> dict[str, list[str]]:
+    """The groups a stage was asked for, in the asked order (all when ``only`` is empty); a name that is not a group
+    is an error listing the groups."""
+    if not only:
+        return groups
+    unknown = sorted(set(only) - groups.keys())
+    if unknown:
+        raise MiraError(f"unknown group(s) {', '.join(unknown)}; groups are {', '.join(sorted(groups))}")
+    return {g: groups[g] for g in only}
+
+
 def load_groups(ws: Workspace) -> dict[str, Any]:
     from ..workspace import read_json
 

@@ -47,7 +47,7 @@ from ..teacher.twins import make_twins
 from ..teacher.types import Anchor, TeacherResult
 from ..tokens import get_counter
 from ..workspace import Counts, atomic_write_bytes, write_json
-from .group import group_members
+from .group import group_members, only_groups
 from .teacher_stage import TeacherStage
 
 STAGE = "label"
@@ -144,12 +144,7 @@ class LabelStage(TeacherStage):
         """Label every group, or only the groups in ``only`` in that order (long teacher jobs: the groups that
         matter first; each group resumes on its own)."""
         start = time.monotonic()
-        groups = self.groups()
-        if only:
-            unknown = sorted(set(only) - groups.keys())
-            if unknown:
-                raise MiraError(f"unknown group(s) {', '.join(unknown)}; groups are {', '.join(sorted(groups))}")
-            groups = {g: groups[g] for g in only}
+        groups = only_groups(self.groups(), only)
         if force:
             self.ws.clear_stage(self.stage)
         counts, skipped = {}, []
