@@ -56,10 +56,14 @@ class ResponseCache:
                 (key, model, blob, time.time()),
             )
 
+    @staticmethod
+    def decision_key(kind: str, inputs: Any) -> str:
+        return hashlib.sha256(orjson.dumps({"kind": kind, "inputs": inputs}, option=orjson.OPT_SORT_KEYS
+                                           | orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+
     def decision(self, kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
         """The recorded result of a floating-point step with these exact inputs, or ``compute()``, recorded (JSON)."""
-        key = hashlib.sha256(orjson.dumps({"kind": kind, "inputs": inputs}, option=orjson.OPT_SORT_KEYS
-                                          | orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+        key = self.decision_key(kind, inputs)
         with self._lock:
             row = self._conn.execute("SELECT value FROM decisions WHERE key = ?", (key,)).fetchone()
         if row:
