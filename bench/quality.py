@@ -3,8 +3,8 @@
     python bench/quality.py [-c data/demo/mira.yaml] [--json out.json]
 
 Per group: the student's validation Spearman of the aggregated score, anchors active / masked, Spearman(score,
-tokens) per group and per source, kept-token share per source (group variant), and the rubric's name duplicates
-and end-of-scale shares. Ground truth the pipeline never reads: AUC of the score against ``meta.is_correct`` of
+tokens) per group and per source beside Spearman(teacher's mean label, tokens) on the labels, kept-token share per
+source (group variant), and the rubric's name duplicates and end-of-scale shares. Ground truth the pipeline never reads: AUC of the score against ``meta.is_correct`` of
 think_gsm8k_model_samples, read from the corpus file itself (a measurement script may; the pipeline may not).
 """
 
@@ -24,7 +24,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mira_select.config import load_config  # noqa: E402
+from mira_select.config import load_config, resolve_local  # noqa: E402
 from mira_select.stages.discover import name_key  # noqa: E402
 from mira_select.workspace import Workspace, read_json  # noqa: E402
 
@@ -32,6 +32,19 @@ from mira_select.workspace import Workspace, read_json  # noqa: E402
 def _scores(ws: Workspace, source: str) -> pa.Table:
     shards = sorted(glob.glob(str(ws.root / "scores" / source / "part-*.parquet")))
     return pa.concat_tables([pq.read_table(s, columns=["id", "score", "n_tokens"]) for s in shards])
+
+
+def _label_length_rho(ws: Workspace, group: str, anchors: list[str]) -> float | None:
+    """Spearman(teacher's mean label, tokens) over the group's clean labels: beside the score's, it tells whether
+    the length the selection follows is the teacher's or the student's."""
+    tabs = [pq.read_table(p) for p in (ws.root / "labels" / group / "train.parquet",
+                                       ws.root / "labels" / group / "val.parquet") if p.exists()]
+    if not tabs:
+        return None
+    t = pa.concat_tables(tabs)
+    clean = np.array([not tw for tw in t.column("twin").to_pylist()])
+    y = np.mean([t.column(f"score:{a}").to_numpy(zero_copy_only=False).astype(float) for a in anchors], axis=0)
+    return _spearman(y[clean], t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float)[clean])
 
 
 def _spearman(a, b) -> float | None:
@@ -78,6 +91,8 @@ def measure(cfg_path: Path) -> dict:
         active = metrics["anchors"]
         masked_share = float(np.mean([1 - len(m["anchors"]) / len(active) if not m["fallback"] else 1.0
                                       for m in mask.values()]))
+        # the strict reading (cells) above; an anchor no source may use at all is the loose one, both reported
+        used = {a for m in mask.values() if not m["fallback"] for a in m["anchors"]}
         keys = [name_key(a["name"]) for a in rubric["anchors"] if a["id"] in active]
         tabs = [_scores(ws, s) for s in sources]
         sc = np.concatenate([t.column("score").to_numpy(zero_copy_only=False) for t in tabs]).astype(float)
@@ -85,9 +100,11 @@ def measure(cfg_path: Path) -> dict:
         out["groups"][g] = {
             "student": metrics["kind"], "val_spearman": metrics["overall"]["spearman"], "n_train": metrics["n_train"],
             "n_val": metrics["n_val"], "anchors_active": len(active), "anchors_candidates": len(rubric["anchors"]),
-            "masked_share": round(masked_share, 3), "duplicate_names": len(keys) - len(set(keys)),
+            "masked_share": round(masked_share, 3), "anchors_masked_everywhere": len(set(active) - used),
+            "duplicate_names": len(keys) - len(set(keys)),
             "end_flagged": sum(bool(choice["stats"][a]["end_flag"]) for a in active) if choice else None,
             "spearman_score_tokens": _spearman(sc, nt),
+            "spearman_label_tokens": _label_length_rho(ws, g, active),
         }
         for s, t in zip(sources, tabs):
             ps = summary["per_source"].get(s, {})
@@ -95,8 +112,10 @@ def measure(cfg_path: Path) -> dict:
                 t.column("score").to_numpy(zero_copy_only=False), t.column("n_tokens").to_numpy(zero_copy_only=False)),
                 "kept_share": ps.get("kept_tokens", 0) / max(ps.get("tokens", 1), 1)}
     src = "think_gsm8k_model_samples"
-    corpus_file = cfg.base_dir / "corpus" / f"{src}.jsonl.zst"
-    if src in cfg.source_names and corpus_file.exists():
+    # the source's own file as the config names it (a replayed demo's config names it by absolute path)
+    files = [resolve_local(p, cfg.base_dir) for sc in cfg.sources if sc.name == src for p in sc.paths]
+    corpus_file = files[0] if len(files) == 1 else None
+    if corpus_file is not None and corpus_file.exists():
         truth = ground_truth_correct(corpus_file)
         t = _scores(ws, src)
         ids = t.column("id").to_pylist()
@@ -113,14 +132,16 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     m = measure(args.config)
-    print(f"{'group':<10} {'student':<14} {'val rho':>8} {'train/val':>10} {'active/cand':>12} {'masked':>7} "
-          f"{'dup names':>9} {'end-flag':>8} {'rho(score,tok)':>15}")
+    print(f"{'group':<10} {'student':<24} {'val rho':>8} {'train/val':>10} {'active/cand':>12} {'masked':>7} "
+          f"{'unused':>6} {'dup names':>9} {'end-flag':>8} {'rho(score,tok)':>15} {'rho(label,tok)':>15}")
     for g, r in m["groups"].items():
         rho = "n/a" if r["val_spearman"] is None else f"{r['val_spearman']:.3f}"
         st = "n/a" if r["spearman_score_tokens"] is None else f"{r['spearman_score_tokens']:.3f}"
-        print(f"{g:<10} {r['student']:<14} {rho:>8} {r['n_train']:>4}/{r['n_val']:<5} "
-              f"{r['anchors_active']:>5}/{r['anchors_candidates']:<6} {r['masked_share']:>7.0%} {r['duplicate_names']:>9} "
-              f"{str(r['end_flagged']):>8} {st:>15}")
+        lt = "n/a" if r["spearman_label_tokens"] is None else f"{r['spearman_label_tokens']:.3f}"
+        print(f"{g:<10} {r['student']:<24} {rho:>8} {r['n_train']:>4}/{r['n_val']:<5} "
+              f"{r['anchors_active']:>5}/{r['anchors_candidates']:<6} {r['masked_share']:>7.0%} "
+              f"{r['anchors_masked_everywhere']:>6} {r['duplicate_names']:>9} "
+              f"{str(r['end_flagged']):>8} {st:>15} {lt:>15}")
     print(f"\n{'source':<32} {'group':<9} {'kept':>7} {'rho(score,tok)':>15}")
     for s, r in sorted(m["sources"].items()):
         st = "n/a" if r["spearman_score_tokens"] is None else f"{r['spearman_score_tokens']:.3f}"

@@ -7,6 +7,12 @@ median Spearman, spread, mean absolute difference. A student far below this figu
 the teacher's consistency (nonce-level noise only: it does not measure paraphrase or model-to-model noise).
 
     python bench/teacher_retest.py --group text [-n 40] [-c data/demo/mira.yaml] [--workspace DIR]
+    python bench/teacher_retest.py --group qa_think --per-source 30 --workspace /tmp/retest-qa_think
+
+``--per-source N`` re-labels N real records of every source (train and val labels alike) and adds the ceiling the
+reliability mask needs: per (source, anchor), the Spearman of the teacher against itself, and how many of those
+cells would clear ``student.min_spearman`` even if the student matched the teacher's first run as well as its
+second run does. A cell the teacher cannot rank consistently is one no student can be made reliable on.
 
 Measured (2026-11-30, demo, embedded 1.5B, plain view): text 40 records: mean-label rho 0.891, per-anchor median
 0.859 (student val rho 0.41); qa 30 records: 0.939 / 0.906 (student 0.70).
@@ -49,6 +55,7 @@ def main() -> None:
     ap.add_argument("-c", "--config", default=str(REPO / "data" / "demo" / "mira.yaml"))
     ap.add_argument("--group", required=True)
     ap.add_argument("-n", type=int, default=40, help="validation records (non-twins) to re-label")
+    ap.add_argument("--per-source", type=int, default=0, help="instead of -n: this many real records per source")
     ap.add_argument("--workspace", default=None, help="where the re-test's own cache and secret live (reuse: 0 calls)")
     args = ap.parse_args()
     cfg = load_config(Path(args.config))
@@ -56,8 +63,7 @@ def main() -> None:
     active = set(json.loads((ws.root / "labels" / args.group / "anchors.json").read_text())["active"])
     rubric = load_rubric(ws, args.group)
     anchors = [a for a in anchors_of(rubric) if a.id in active]
-    rows = [r for r in pq.read_table(ws.root / "labels" / args.group / "val.parquet").to_pylist()
-            if not r.get("twin")][: args.n]
+    rows = _rows(ws, args.group, args.n, args.per_source)
     texts = labeled_texts(ws, rows)
     fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
     # a fresh workspace: its own secret (so new nonces) and no warm cache
@@ -79,6 +85,40 @@ def main() -> None:
           f"{teacher.acct.cache_hits} cache hits); mean-label rho {spearmanr(first, again)[0]:.3f}, per-anchor median "
           f"{float(np.nanmedian(per_anchor)):.3f}; sd of mean labels {first.std():.3f}; mean |diff| "
           f"{float(np.abs(first - again).mean()):.3f}")
+    if args.per_source:
+        _per_source(kept, anchors, cfg.student.min_spearman)
+
+
+def _rows(ws: Workspace, group: str, n: int, per_source: int) -> list[dict]:
+    labels = ws.root / "labels" / group
+    if not per_source:
+        return [r for r in pq.read_table(labels / "val.parquet").to_pylist() if not r.get("twin")][:n]
+    real = [r for split in ("val", "train") for r in pq.read_table(labels / f"{split}.parquet").to_pylist()
+            if not r.get("twin")]
+    out: list[dict] = []
+    for source in sorted({r["source"] for r in real}):
+        out += [r for r in real if r["source"] == source][:per_source]
+    return out
+
+
+def _per_source(kept: list, anchors: list, min_spearman: float) -> None:
+    """Per source: the mean label's retest rho and each anchor's; cells at or above the mask's Spearman bar."""
+    passing = total = 0
+    for source in sorted({r["source"] for r, _ in kept}):
+        pairs = [(r, d) for r, d in kept if r["source"] == source]
+        first = [np.mean([r[f"score:{a.id}"] for a in anchors]) for r, _ in pairs]
+        again = [np.mean([d[a.id]["score"] for a in anchors]) for _, d in pairs]
+        cells = []
+        for a in anchors:
+            x, y = [r[f"score:{a.id}"] for r, _ in pairs], [d[a.id]["score"] for _, d in pairs]
+            cells.append(float(spearmanr(x, y)[0]) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan"))
+        ok = sum(c >= min_spearman for c in cells if c == c)
+        passing, total = passing + ok, total + len(cells)
+        print(f"  {source:<32} n {len(pairs):>3}  mean-label rho {spearmanr(first, again)[0]:.3f}  sd {np.std(first):.3f}"
+              f"  anchors >= {min_spearman}: {ok}/{len(cells)}  " + " ".join(f"{a.id}:{c:.2f}" for a, c in
+                                                                           zip(anchors, cells)))
+    print(f"  cells the teacher itself ranks at >= {min_spearman}: {passing}/{total} "
+          f"({100 * (1 - passing / max(total, 1)):.0f} % would be masked even for a student as good as a re-run)")
 
 
 if __name__ == "__main__":

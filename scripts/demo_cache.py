@@ -42,9 +42,12 @@ def sync(src: Path, dst: Path) -> int:
     return n
 
 
-def keys_the_demo_reads(config: Path, cache_dir: Path) -> tuple[set[str], set[str]]:
+def keys_the_demo_reads(config: Path, cache_dir: Path, keep: Path | None = None) -> tuple[set[str], set[str]]:
     """(response keys, decision keys) that a replay of the demo reads from ``cache_dir``: `mira run` and `mira teacher
-    check -n 4` in a scratch workspace, every teacher answer from the cache."""
+    check -n 4` in a scratch workspace, every teacher answer from the cache. ``keep``: the scratch directory to use
+    and leave behind (its mira.yaml and ws/ are the demo exactly as a fresh `make demo` makes it from these
+    answers, so measurements can read it instead of running the pipeline a second time)."""
+    import shutil
     import tempfile
 
     import yaml
@@ -71,7 +74,11 @@ def keys_the_demo_reads(config: Path, cache_dir: Path) -> tuple[set[str], set[st
         decisions.add(ResponseCache.decision_key(kind, inputs))
         return decide(self, kind, inputs, missing)
 
-    with tempfile.TemporaryDirectory(prefix="mira-prune-") as tmp:
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise SystemExit(f"{keep} is not empty: the replay must start from a bare workspace")
+    tmp = str(keep) if keep is not None else tempfile.mkdtemp(prefix="mira-prune-")
+    try:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         cfg = yaml.safe_load(config.read_text())
         cfg["workspace"] = str(Path(tmp) / "ws")
         cfg["teacher"].update({"backend": "replay", "replay_as": "local", "warm_cache": str(cache_dir)})
@@ -86,6 +93,9 @@ def keys_the_demo_reads(config: Path, cache_dir: Path) -> tuple[set[str], set[st
             run_check(loaded, Workspace(loaded.workspace_path), per_format=4)
         finally:
             ResponseCache.get, ResponseCache.decision = get, decide
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return responses, decisions
 
 
@@ -110,7 +120,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "demo" / "cache")
     ap.add_argument("--config", type=Path, default=ROOT / "data" / "demo" / "mira.yaml")
     ap.add_argument("--prune", action="store_true", help="ship only what a replay of the demo reads")
+    ap.add_argument("--keep", type=Path, help="with --prune: run the replay in this (empty or new) directory and "
+                                              "leave it there (DIR/mira.yaml, DIR/ws) for measurements")
     args = ap.parse_args()
+    if args.keep is not None and not args.prune:
+        ap.error("--keep names where the --prune replay runs; give --prune too")
     src = args.workspace / "cache" / "teacher.sqlite"
     key_src, key_dst = args.workspace / "cache" / "nonce.key", args.out / "nonce.key"
     if key_dst.exists() and key_src.read_bytes() != key_dst.read_bytes():
@@ -118,7 +132,7 @@ def main() -> None:
     n = sync(src, args.out / "teacher.sqlite")
     if args.prune:
         before = n
-        responses, decisions = keys_the_demo_reads(args.config, args.workspace / "cache")
+        responses, decisions = keys_the_demo_reads(args.config, args.workspace / "cache", args.keep)
         n = prune(args.out / "teacher.sqlite", responses, decisions)
         print(f"pruned {before - n} answers the demo no longer reads")
     size = (args.out / "teacher.sqlite").stat().st_size

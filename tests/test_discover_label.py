@@ -204,8 +204,9 @@ def test_anchors_from_repeated_judgments_do_not_break_clustering(small_ws):
 
 
 def test_a_part_whose_criteria_all_fail_the_generality_check_keeps_the_drafts_marked(small_ws, monkeypatch):
-    """A part with no anchor cannot be labeled: when every cluster's criterion was rejected as record-specific, the
-    well-formed drafts stay, each marked with its problem and a note; a part with one good criterion keeps only it."""
+    """Every cluster whose criterion was rejected as record-specific is written again from masked points. A part
+    with no anchor cannot be labeled: if every rewrite fails too, the well-formed drafts stay, each marked with its
+    problem and a note; a part with one good criterion keeps only it, plus the rewrites that passed."""
     from mira_select.config import load_config
     from mira_select.stages.discover import DiscoverStage
 
@@ -214,14 +215,18 @@ def test_a_part_whose_criteria_all_fail_the_generality_check_keeps_the_drafts_ma
     points = [{"record_id": f"r{i}", "source": "s", "part": "combined", "name": n, "reason": n, "score": 5}
               for i, n in enumerate(["covers distcc"] * 3 + ["covers ohmyzsh"] * 3)]
 
-    def drafts(good: bool):
-        def write(self, group, fmt, pts, clusters):
+    calls: list[bool] = []
+
+    def drafts(good: bool, masked_good: bool = False):
+        def write(self, group, fmt, pts, clusters, vocab, masked=False):
+            calls.append(masked)
             out = []
             for ci, (part, members, _shown) in enumerate(clusters):
                 w = {"name": f"Topic {ci}", "definition": f"about subject number {ci}", "cluster_size": len(members),
                      "part": part, "merged": [], "_members": members, "levels": {"0": "a", "5": "b", "10": "c"}}
-                if not (good and ci == 0):
+                if not (good and 0 in members) and not (masked and masked_good):
                     w["_problem"] = f"invalid after repair: it names 'thing{ci}'"
+                    self._dropped.append({"cluster": f"{group}/c{ci}" + ("-masked" if masked else ""), "error": "x"})
                 out.append(w)
             return out
         return write
@@ -229,14 +234,30 @@ def test_a_part_whose_criteria_all_fail_the_generality_check_keeps_the_drafts_ma
     monkeypatch.setattr(DiscoverStage, "_write", drafts(good=False))
     notes: list[str] = []
     anchors, _ = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=notes, fmt="text")
+    assert calls == [False, True]  # the part's clusters were written again from masked points, in vain
     assert len(anchors) == 2 and all("thing" in a["problem"] for a in anchors)
     assert any("no criterion passed the generality check" in n for n in notes)
     assert not any("_problem" in a for a in anchors)
 
+    calls.clear()
+    monkeypatch.setattr(DiscoverStage, "_write", drafts(good=False, masked_good=True))
+    stage, notes = DiscoverStage(cfg), []
+    anchors, _ = stage._anchors("g", points, with_parts=False, notes=notes, fmt="text")
+    assert calls == [False, True] and len(anchors) == 2 and not any("problem" in a for a in anchors)
+    assert any("written again from points with the record-specific terms masked" in n for n in notes)
+
+    calls.clear()
     monkeypatch.setattr(DiscoverStage, "_write", drafts(good=True))
     notes = []
     anchors, _ = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=notes, fmt="text")
+    assert calls == [False, True]  # the failed cluster alone was written again, in vain
     assert len(anchors) == 1 and "problem" not in anchors[0] and "_problem" not in anchors[0]
+    assert any("1 cluster(s) failed the generality check" in n and "0 passed" in n for n in notes)
+
+    calls.clear()
+    monkeypatch.setattr(DiscoverStage, "_write", drafts(good=True, masked_good=True))
+    anchors, _ = DiscoverStage(cfg)._anchors("g", points, with_parts=False, notes=[], fmt="text")
+    assert calls == [False, True] and len(anchors) == 2 and not any("problem" in a for a in anchors)
 
 
 

@@ -143,3 +143,51 @@ def test_a_criterion_rejected_only_by_the_check_comes_back_as_a_draft(tmp_path: 
     assert specific.extra["draft"]["name"] == "Covers distcc" and "response" not in specific.extra
     assert broken.status == "dead" and "draft" not in broken.extra
     assert srv.attempts == {"specific": 2, "broken": 2}  # one answer + one repair each
+
+
+def test_discovery_mends_a_repeated_middle_level_and_drops_specific_or_flat_criteria(tmp_path: Path):
+    """What discover keeps of criteria that fail its check twice (one answer + one repair): a general criterion whose
+    5 repeats its 10 keeps its two ends and gets the neutral middle; one naming a judged record's subject, or whose
+    0 and 10 say the same, or whose repeated middle is not its only fault (the masked rewrite's "…" copied in), yields
+    no anchor (its cluster is listed as unusable)."""
+    import numpy as np
+
+    from mira_select.specificity import MIDDLE_LEVEL, GroupVocabulary
+    from mira_select.stages.discover import DiscoverStage
+
+    answers = {
+        "middle": ("Step clarity", "Every step of the record is explained.",
+                   "No step is explained.", "Every step is explained.", "Every step is explained."),
+        "flat": ("Step order", "The steps come in order.", "Steps are in order.", "Steps are in order.",
+                 "Steps are in order."),
+        "topic": ("Covers distcc", "The page explains distcc in depth.", "It never explains distcc.",
+                  "It explains distcc in part.", "It explains all of distcc."),
+        "copied": ("Step depth", "The record explains the … of each step.", "No step is explained.",
+                   "Every step is explained.", "Every step is explained."),
+    }
+    fields = ("name", "definition", "score_0", "score_5", "score_10")
+    srv = FaultServer(lambda fault, n, repair, body: (
+        200, {}, chat_payload(orjson.dumps(dict(zip(fields, answers[fault]))).decode()), 0.0))
+    page = "distcc distributes builds: run distcc on each host, then point make at distcc."
+    vocab = GroupVocabulary.from_texts([page] + [f"Manual page {i}: options and examples." for i in range(20)],
+                                       {"r0": ["Coverage It explains distcc well"]}, ["docs"] * 21,
+                                       {"r0": ("docs", page)})
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "mira.yaml").write_text(
+        f"workspace: ws\nsources: [{{name: docs, paths: [empty.jsonl]}}]\n"
+        f"teacher: {{backend: openai, base_url: '{srv.base_url}', model: fake, logprobs: false, max_retries: 0}}\n")
+    points = [{"record_id": "r0", "name": f, "score": 5, "reason": f"FAULT:{f} end"} for f in answers]
+    clusters = [("combined", np.array([i]), np.array([i])) for i in range(len(points))]
+    try:
+        stage = DiscoverStage(load_config(tmp_path / "mira.yaml"))
+        stage._dropped = []
+        written = stage._write("docs", "text", points, clusters, vocab)
+    finally:
+        srv.stop()
+    by_name = {w["name"]: w for w in written}
+    kept = by_name["Step clarity"]
+    assert kept["levels"] == {"0": "No step is explained.", "5": MIDDLE_LEVEL, "10": "Every step is explained."}
+    assert kept["levels_mended"] and "_problem" not in kept
+    assert "distcc" in by_name["Covers distcc"]["_problem"] and "say the same" in by_name["Step order"]["_problem"]
+    assert "…" in by_name["Step depth"]["_problem"] and "levels_mended" not in by_name["Step depth"]
+    assert len(stage._dropped) == 3 and srv.attempts == {"middle": 2, "flat": 2, "topic": 2, "copied": 2}

@@ -23,9 +23,8 @@ import orjson
 
 from ..errors import MiraError
 from ..sampling import SampledRecord, round_robin_sample
-from ..specificity import GroupVocabulary
+from ..specificity import GroupVocabulary, levels_of, mended_middle
 from ..teacher.prompts import FORMATS, prompt_version
-from ..teacher.schema import ANCHOR_FIELDS
 from .teacher_stage import TeacherStage
 from ..ledger import Ref, Unit
 from ..workspace import Counts, atomic_write_bytes, read_json, write_json
@@ -34,7 +33,14 @@ from .group import group_members, load_groups, only_groups
 STAGE = "discover"
 VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
 # Bumped when the way anchors are made changes (not only prompts or config): rubrics are redone.
-LOGIC_VERSION = 3
+# v4: the generality check also rejects one source's terms, a judged record's own subject, numbers from the records
+# and 0 / 5 / 10 levels that say the same thing (a general criterion whose 5 still repeats an end after the repair
+# keeps its 0 and 10 and gets a neutral middle)
+# v5: it also rejects the masked rewrite's "…" copied into a criterion, mixed scripts, and levels or definitions
+# that describe the scale instead of records ("A 5 is neither the 0 nor the 10"); any criterion whose 5 is its only
+# fault gets the neutral middle; every cluster that failed is written once more from masked points
+# v6: in a group of two sources, a term of one source alone is that source's (specificity.TWO_SOURCE_SHARE)
+LOGIC_VERSION = 6
 
 
 @dataclass
@@ -162,14 +168,16 @@ class DiscoverStage(TeacherStage):
         notes.extend(plan["notes"])
         clusters = [(c["part"], np.asarray(c["members"], dtype=np.int64), np.asarray(c["shown"], dtype=np.int64))
                     for c in plan["clusters"]]
-        written = self._write(group, fmt, points, clusters)
+        vocab = self._vocabulary(group, points)
+        written = self._rewrite_failed(group, fmt, points, clusters, vocab,
+                                       self._write(group, fmt, points, clusters, vocab), notes)
         anchors: list[dict[str, Any]] = []
         for part, (target, spare) in parts.items():
             drafts = [w for w in written if w["part"] == part]
             kept = merge_anchors([w for w in drafts if "_problem" not in w], embedder, d.merge_similarity,
                                  target + spare, cache)
-            if not kept:  # every cluster's criterion failed the generality check: a part without anchors cannot
-                # be labeled at all, so keep the well-formed drafts, each marked with what was wrong with it
+            if not kept:  # a part without anchors cannot be labeled at all, so keep the well-formed drafts, each
+                # marked with what was wrong with it
                 kept = merge_anchors(drafts, embedder, d.merge_similarity, target + spare, cache)
                 for w in kept:
                     w["problem"] = w.pop("_problem", "")
@@ -188,55 +196,91 @@ class DiscoverStage(TeacherStage):
                       "anchor": labels.tolist(), "names": [p["name"] for p in points]}
         return anchors, projection
 
+    def _rewrite_failed(self, group: str, fmt: str, points: list[dict[str, Any]],
+                        clusters: list[tuple[str, np.ndarray, np.ndarray]], vocab: GroupVocabulary,
+                        written: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+        """Every cluster whose criterion failed the check (after its one repair) is written once more from its
+        points with what only part of the records are about shown as "…": a small teacher copies a record's subject
+        from the points ("the stock price changes"), and a new answer from other words often fixes a drifted script
+        or a scale-describing level too. Its failed draft stays as the last-resort fallback of its part; a cluster
+        is listed as unusable once, however many writes it took."""
+        good = {cluster_key(group, w["_members"]) for w in written if "_problem" not in w}
+        failed = [c for c in clusters if cluster_key(group, c[1]) not in good]
+        if not failed:
+            return written
+        rewritten = self._write(group, fmt, points, failed, vocab, masked=True)
+        saved = {cluster_key(group, w["_members"]) for w in rewritten if "_problem" not in w}
+        self._dropped = [x for x in self._dropped if not x["cluster"].endswith("-masked") and x["cluster"] not in saved]
+        notes.append(f"{len(failed)} cluster(s) failed the generality check; written again from points with the "
+                     f"record-specific terms masked, {len(saved)} passed")
+        by_key = {cluster_key(group, w["_members"]): w for w in written}
+        by_key.update({cluster_key(group, w["_members"]): w for w in rewritten if "_problem" not in w})
+        order = [cluster_key(group, c[1]) for c in clusters]  # largest cluster first, as written
+        return [by_key[k] for k in order if k in by_key]
+
     def _vocabulary(self, group: str, points: list[dict[str, Any]]) -> GroupVocabulary:
-        """Term document frequencies over a sample of the group's records plus the judged ones, and the records
-        the judgments mention each term for (what counts as record-specific)."""
         sources = group_members(self.ws, self.cfg).get(group, [])
-        sample = round_robin_sample(self.ws, sources, VOCAB_SAMPLE, seed=self.cfg.discover.seed + 1)
-        judged = {r.id: r.text for r in getattr(self, "_judged_records", [])}
-        texts = [r.text for r in sample if r.id not in judged] + list(judged.values())
-        reasons: dict[str, list[str]] = {}
-        for p in points:
-            reasons.setdefault(p["record_id"], []).append(f"{p['name']} {p['reason']}")
-        return GroupVocabulary.from_texts(texts, reasons)
+        return group_vocabulary(self.ws, sources, self.cfg.discover.seed, getattr(self, "_judged_records", []),
+                                points)
 
     def _write(self, group: str, fmt: str, points: list[dict[str, Any]],
-               clusters: list[tuple[str, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
-        """One teacher call per cluster: its most central points in, one criterion with 0/5/10 levels out."""
+               clusters: list[tuple[str, np.ndarray, np.ndarray]], vocab: GroupVocabulary,
+               masked: bool = False) -> list[dict[str, Any]]:
+        """One teacher call per cluster: its most central points in, one criterion with 0/5/10 levels out, checked
+        by ``vocab`` (`GroupVocabulary.criterion_problems`). With ``masked`` the points' record-specific terms are
+        shown as "…" (`GroupVocabulary.masked`)."""
+        shown = vocab.masked if masked else (lambda text: text)
         items = []
-        for ci, (part, _, central) in enumerate(clusters):
-            pts = [{"name": points[i]["name"], "score": points[i]["score"], "reason": points[i]["reason"]}
+        for part, members, central in clusters:
+            pts = [{"name": shown(points[i]["name"]), "score": points[i]["score"], "reason": shown(points[i]["reason"])}
                    for i in central]
-            items.append((f"{group}/cluster-{ci:02d}", fmt, pts, part if fmt == "qa_think" else None))
+            key = cluster_key(group, members) + ("-masked" if masked else "")
+            items.append((key, fmt, pts, part if fmt == "qa_think" else None))
         teacher = self.teacher()
-        vocab = self._vocabulary(group, points)
-
-        def general(anchor: dict[str, Any]) -> list[str]:
-            terms = vocab.specific_terms(" ".join(anchor[k] for k in ANCHOR_FIELDS))
-            return [f"it names {', '.join(repr(t) for t in terms[:6])}, which only some records mention; write the "
-                    f"criterion in general terms that apply to every record of this kind"] if terms else []
-
         with self.reporter.task(f"discover {group}: write {len(items)} anchors", total=len(items)) as bar:
-            results = teacher.run(lambda *item: teacher.write_anchor(*item, check=general), items,
+            results = teacher.run(lambda *item: teacher.write_anchor(*item, check=vocab.criterion_problems), items,
                                   on_result=lambda r: bar.advance())
         written = []
         for (part, members, central), res in zip(clusters, results):
             a = res.data or res.extra.get("draft")
-            if res.data is None:  # invalid or still record-specific after the repair: the spares fill in
+            mended = None
+            if res.data is None and a is not None and (m := mended_middle(a, vocab.criterion_problems)):
+                mended = levels_of(m)  # its 5 was its one fault
+            if res.data is None and mended is None:  # invalid or still specific after the repair: the spares fill in
                 self._dropped.append({"cluster": res.record_id, "error": res.error})
                 if a is None:
                     continue
             ex = points[int(central[0])]
             written.append({
                 "name": display_name(a["name"]), "definition": a["definition"],
-                "levels": {"0": a["score_0"], "5": a["score_5"], "10": a["score_10"]},
+                "levels": mended or levels_of(a), **({"levels_mended": True} if mended else {}),
                 "exemplar": {"record_id": ex["record_id"], "reason": ex["reason"], "score": ex["score"]},
                 "cluster_size": int(len(members)), "part": part,
                 "member_names": sorted({points[int(i)]["name"] for i in central}),
                 "merged": [], "_members": members,
-                **({} if res.data is not None else {"_problem": res.error}),
+                **({} if res.data is not None or mended else {"_problem": res.error}),
             })
         return written
+
+
+def cluster_key(group: str, members: np.ndarray) -> str:
+    """A cluster's name in notes and dead letters: its group and first judgment point."""
+    return f"{group}/cluster-{int(np.min(members)):03d}"
+
+
+def group_vocabulary(ws, sources: list[str], seed: int, judged: list[SampledRecord],
+                     points: list[dict[str, Any]]) -> GroupVocabulary:
+    """What counts as record-specific for a group: term frequencies over a sample of its records (per source) plus
+    the judged ones, and which terms the judgments took from the records they judged."""
+    sample = round_robin_sample(ws, sources, VOCAB_SAMPLE, seed=seed + 1)
+    by_id = {r.id: r for r in judged}
+    records = [r for r in sample if r.id not in by_id] + list(by_id.values())
+    reasons: dict[str, list[str]] = {}
+    for p in points:
+        reasons.setdefault(p["record_id"], []).append(f"{p['name']} {p['reason']}")
+    return GroupVocabulary.from_texts([r.text for r in records], reasons, [r.source for r in records],
+                                      {i: (r.source, r.text) for i, r in by_id.items()})
+
 
 def point_vectors(embedder, points: list[dict[str, Any]]) -> np.ndarray:
     """Embedding of a judgment point, weighted towards its dimension name: the reason names the record's topic,
