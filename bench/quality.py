@@ -4,8 +4,9 @@
 
 Per group: the student's validation Spearman of the aggregated score, anchors active / masked, Spearman(score,
 tokens) per group and per source beside Spearman(teacher's mean label, tokens) on the labels, kept-token share per
-source (group variant), and the rubric's name duplicates and end-of-scale shares. Ground truth the pipeline never reads: AUC of the score against ``meta.is_correct`` of
-think_gsm8k_model_samples, read from the corpus file itself (a measurement script may; the pipeline may not).
+source (group variant), and the rubric's name duplicates and end-of-scale shares. Ground truth the pipeline never
+reads: AUC of the score against ``meta.is_correct`` of think_gsm8k_model_samples, read from the corpus file itself
+(a measurement script may; the pipeline may not).
 """
 
 from __future__ import annotations

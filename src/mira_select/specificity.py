@@ -116,7 +116,7 @@ class GroupVocabulary:
             if zipf >= COMMON_ZIPF:
                 continue
             rare_once = n <= limit and self._judged_once(w)
-            if (rare_once and (zipf < RARE_ZIPF or self.quoted.get(w, 0) >= 1)) or self._one_sources(w, n):
+            if (rare_once and (zipf < RARE_ZIPF or self.quoted.get(w, 0) >= 1)) or self._one_sources(w, n, zipf):
                 out.append(term)
         return out
 
@@ -141,12 +141,10 @@ class GroupVocabulary:
         """The judgments name the term for at most one record (always true without judgments)."""
         return self.judged is None or self.judged.get(w, 0) <= 1
 
-    def _one_sources(self, w: str, n: int) -> bool:
+    def _one_sources(self, w: str, n: int, zipf: float) -> bool:
         """Most records holding the term are one source's, it is what judged records of mostly that source are
         about (so the criterion took it from them), and it is a name or a term of art rather than an everyday word
-        (those pile up in one source by chance)."""
-        from wordfreq import zipf_frequency
-
+        (those pile up in one source by chance; ``zipf``: the term's English Zipf frequency)."""
         if len(self.df_by_source) < 2:
             return False
         share = ONE_SOURCE_SHARE if len(self.df_by_source) > 2 else TWO_SOURCE_SHARE
@@ -154,7 +152,7 @@ class GroupVocabulary:
         typical = count >= max(MIN_TYPICAL, TYPICAL_SHARE * self.n_by_source[source])
         taken_from = self.quoted_sources.get(w, Counter())
         taken_here = taken_from[source] >= ONE_SOURCE_QUOTES * sum(taken_from.values()) > 0
-        return count >= share * n and typical and taken_here and zipf_frequency(w, "en") < NAME_ZIPF
+        return count >= share * n and typical and taken_here and zipf < NAME_ZIPF
 
 
 def _terms(text: str) -> set[str]:
