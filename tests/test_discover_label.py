@@ -269,3 +269,13 @@ def test_discover_and_label_name_an_unknown_group_before_any_teacher_call(small_
         proc = run_mira(stage, "-c", str(small_ws / "mira.yaml"), "-g", groups[0], "-g", "no_such_group")
         assert proc.returncode == 2 and "unknown group(s) no_such_group" in proc.stderr, proc.stderr
         assert ", ".join(groups) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_per_group_setting_for_a_group_that_does_not_exist_stops_the_stage(small_ws):
+    """``label.groups.<name>`` for a name that is no group would never apply: one error line, no teacher call."""
+    cfg = yaml.safe_load((small_ws / "mira.yaml").read_text())
+    cfg["label"]["groups"] = {"no_such_group": {"max_record_tokens": 64}}
+    (small_ws / "mira-override.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = run_mira("label", "-c", str(small_ws / "mira-override.yaml"))
+    assert proc.returncode == 2 and "label.groups names unknown group(s) no_such_group" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

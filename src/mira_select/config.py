@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -206,7 +206,49 @@ class TeacherConfig(_Strict):
         None, description="folder with teacher.sqlite + nonce.key copied into a new workspace (e.g. the demo's)")
 
 
-class DiscoverConfig(_Strict):
+class _PerGroup(_Strict):
+    """A stage section whose settings a group may override: ``groups: {<group>: {<field>: <value>}}``.
+
+    Groups differ in ways one setting cannot serve: a group of long reasoning traces needs a longer label cut than
+    a group of short Q&A, a thin group more judged records. An override is checked like the section itself (same
+    fields, same bounds); `for_group` gives the settings a group runs with. Fingerprints use `settings_dump`, so
+    adding an override for one group redoes that group's work only.
+    """
+
+    groups: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="group name -> settings of this section that differ for that group")
+    _stage_wide: ClassVar[frozenset[str]] = frozenset()  # keys read once per stage, so no group can differ
+
+    @model_validator(mode="after")
+    def _check_group_overrides(self):
+        for name, override in self.groups.items():
+            check_safe_name(name, "group name")
+            fixed = sorted(set(override) & (self._stage_wide | {"groups"}))
+            if fixed:
+                raise ValueError(f"groups.{name}: {', '.join(fixed)} cannot differ per group (set it for the section)")
+            try:
+                self.for_group(name)
+            except ValidationError as e:
+                problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+                raise ValueError(f"groups.{name}: {problems}") from None
+        return self
+
+    def for_group(self, group: str):
+        """This section with ``group``'s overrides applied (the section itself when it has none)."""
+        override = self.groups.get(group)
+        if not override:
+            return self
+        return type(self).model_validate({**self.model_dump(exclude={"groups"}), **override})
+
+    def settings_dump(self, group: str) -> dict[str, Any]:
+        """What ``group``'s work depends on in this section: its effective settings, without other groups'."""
+        return self.for_group(group).model_dump(mode="json", exclude={"groups"})
+
+    def unknown_groups(self, known: list[str]) -> list[str]:
+        return sorted(set(self.groups) - set(known))
+
+
+class DiscoverConfig(_PerGroup):
     records_per_group: int = Field(64, gt=0, description="records judged free-form per group")
     anchors: int = Field(15, gt=0, description="anchors per group (fewer if there are too few judgment points)")
     anchors_per_part: int = Field(5, gt=0, description="qa_think groups: anchors each for think/combined/answer")
@@ -219,7 +261,8 @@ class DiscoverConfig(_Strict):
     seed: int = 0
 
 
-class LabelConfig(_Strict):
+class LabelConfig(_PerGroup):
+    _stage_wide: ClassVar[frozenset[str]] = frozenset({"injection_check"})  # decides the stage's prompt set
     records_per_group: int = Field(400, gt=0, description="records scored on every anchor per group")
     val_share: float = Field(0.2, gt=0, lt=1)
     min_val: int = Field(30, ge=0, description="validation records per source, when the source has them")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import MiraConfig
+from ..config import LabelConfig, MiraConfig
 from ..errors import MiraError
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
@@ -63,6 +63,16 @@ class DatamanLabelStage(LabelStage):
     def teacher_config(self):
         return self.cfg.teacher.model_copy(update={"max_record_tokens": self.cfg.baselines.dataman_max_record_tokens})
 
+    # One corpus-wide group: MIRA's per-group label settings (label.groups) do not apply to it.
+    def settings(self, group: str) -> LabelConfig:
+        return self.cfg.label
+
+    def record_cut(self, group: str) -> int:
+        return self.teacher_config().max_record_tokens
+
+    def check_overrides(self) -> None:
+        pass
+
     def groups(self) -> dict[str, list[str]]:
         from ..stages.group import group_members
 
@@ -72,7 +82,7 @@ class DatamanLabelStage(LabelStage):
     def rubric(self, group: str) -> dict[str, Any]:
         return dataman_rubric()
 
-    def records_per_group(self) -> int:
+    def records_per_group(self, group: str) -> int:
         # as many teacher labels as MIRA spends over all its groups, unless set
         from ..stages.group import load_groups
 
@@ -89,13 +99,13 @@ class DatamanLabelStage(LabelStage):
     # The original DataMan labels a uniform sample with a rationale per criterion; no twins, no anchor choice.
     chooses_anchors = False
 
-    def sample(self, sources: list[str]) -> list[SampledRecord]:
-        return round_robin_sample(self.ws, sources, self.records_per_group(), seed=self.cfg.label.seed)
+    def sample(self, group: str, sources: list[str]) -> list[SampledRecord]:
+        return round_robin_sample(self.ws, sources, self.records_per_group(group), seed=self.cfg.label.seed)
 
-    def n_twins(self) -> int:
+    def n_twins(self, group: str) -> int:
         return 0
 
-    def n_explained(self) -> int:
+    def n_explained(self, group: str) -> int:
         return 0
 
     def checks_injection(self) -> bool:

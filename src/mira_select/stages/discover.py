@@ -28,7 +28,7 @@ from ..teacher.prompts import FORMATS, prompt_version
 from .teacher_stage import TeacherStage
 from ..ledger import Ref, Unit
 from ..workspace import Counts, atomic_write_bytes, read_json, write_json
-from .group import group_members, load_groups, only_groups
+from .group import check_group_overrides, group_members, load_groups, only_groups
 
 STAGE = "discover"
 VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specific
@@ -64,7 +64,7 @@ class DiscoverStage(TeacherStage):
     def unit(self, group: str, sources: list[str]) -> Unit:
         return self.ledger.unit(STAGE, group, {
             "members": sources, "records": {s: Ref("ingest", f"{s}/_source") for s in sources},
-            "config.discover": self.cfg.discover.model_dump(mode="json"), "teacher": self.cfg.teacher.model,
+            "config.discover": self.cfg.discover.settings_dump(group), "teacher": self.cfg.teacher.model,
             "embedder": load_groups(self.ws)["embedder"], "logic": LOGIC_VERSION,
             "prompts": {f: [prompt_version("judge", f), prompt_version("anchor", f)] for f in FORMATS},
         }, [self.rubric_path(group)])
@@ -76,7 +76,9 @@ class DiscoverStage(TeacherStage):
         """Discover every group, or only the groups in ``only`` in that order (so a long teacher job can do the
         groups it needs first)."""
         start = time.monotonic()
-        groups = only_groups(group_members(self.ws, self.cfg), only)
+        members = group_members(self.ws, self.cfg)
+        check_group_overrides("discover", self.cfg.discover, members)
+        groups = only_groups(members, only)
         rubrics, skipped = {}, []
         for group, sources in groups.items():
             unit = self.unit(group, sources)
@@ -92,7 +94,7 @@ class DiscoverStage(TeacherStage):
         return DiscoverResult(rubrics, skipped, time.monotonic() - start)
 
     def _discover_group(self, group: str, sources: list[str], fp: dict[str, Any]) -> dict[str, Any]:
-        d = self.cfg.discover
+        d = self.cfg.discover.for_group(group)
         records = round_robin_sample(self.ws, sources, d.records_per_group, seed=d.seed)
         notes = []
         if len(records) < d.records_per_group:
@@ -148,7 +150,7 @@ class DiscoverStage(TeacherStage):
 
         from ..embed import get_embedder
 
-        d = self.cfg.discover
+        d = self.cfg.discover.for_group(group)
         self._dropped = getattr(self, "_dropped", [])  # clusters that gave no usable anchor (set per group)
         embedder = get_embedder(self.cfg.groups.embedder)
         vecs = point_vectors(embedder, points)
@@ -220,7 +222,7 @@ class DiscoverStage(TeacherStage):
 
     def _vocabulary(self, group: str, points: list[dict[str, Any]]) -> GroupVocabulary:
         sources = group_members(self.ws, self.cfg).get(group, [])
-        return group_vocabulary(self.ws, sources, self.cfg.discover.seed, getattr(self, "_judged_records", []),
+        return group_vocabulary(self.ws, sources, self.cfg.discover.for_group(group).seed, getattr(self, "_judged_records", []),
                                 points)
 
     def _write(self, group: str, fmt: str, points: list[dict[str, Any]],

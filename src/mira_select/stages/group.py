@@ -176,6 +176,15 @@ def only_groups(groups: dict[str, list[str]], only: list[str] | None) -> dict[st
     return {g: groups[g] for g in only}
 
 
+def check_group_overrides(section: str, settings: Any, groups: dict[str, list[str]]) -> None:
+    """A per-group override (``<section>.groups.<name>``) for a group this corpus does not have is a mistake the
+    user should hear about, not a setting that silently never applies."""
+    unknown = settings.unknown_groups(list(groups))
+    if unknown:
+        raise MiraError(f"{section}.groups names unknown group(s) {', '.join(unknown)}; groups are "
+                        f"{', '.join(sorted(groups))}")
+
+
 def load_groups(ws: Workspace) -> dict[str, Any]:
     from ..workspace import read_json
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..config import LabelConfig
 from ..errors import MiraError
 from ..io.shards import write_table
 from ..ledger import Ref, Unit
@@ -47,7 +48,7 @@ from ..teacher.twins import make_twins
 from ..teacher.types import Anchor, TeacherResult
 from ..tokens import get_counter
 from ..workspace import Counts, atomic_write_bytes, write_json
-from .group import group_members, only_groups
+from .group import check_group_overrides, group_members, only_groups
 from .teacher_stage import TeacherStage
 
 STAGE = "label"
@@ -101,27 +102,43 @@ class LabelStage(TeacherStage):
     def labels_dir(self, group: str) -> Path:
         return self.ws.root / "labels" / group
 
-    def records_per_group(self) -> int:
-        return self.cfg.label.records_per_group
+    def settings(self, group: str) -> LabelConfig:
+        """The label settings ``group`` runs with (``label.groups.<group>`` applied)."""
+        return self.cfg.label.for_group(group)
+
+    def records_per_group(self, group: str) -> int:
+        return self.settings(group).records_per_group
 
     def teacher_config(self):
         cut = self.cfg.label.max_record_tokens
         return self.cfg.teacher.model_copy(update={"max_record_tokens": cut}) if cut else self.cfg.teacher
 
+    def record_cut(self, group: str) -> int:
+        """Tokens of a record the teacher sees when labeling ``group`` (head + tail, the middle marked omitted)."""
+        return self.settings(group).max_record_tokens or self.teacher_config().max_record_tokens
+
+    def check_overrides(self) -> None:
+        check_group_overrides("label", self.cfg.label, group_members(self.ws, self.cfg))
+        check_group_overrides("discover", self.cfg.discover, group_members(self.ws, self.cfg))
+
+    def group_teacher(self, group: str) -> Teacher:
+        """The stage's teacher, with ``group``'s record cut (same model, cache and accounting)."""
+        return self.teacher().with_record_tokens(self.record_cut(group))
+
     def prompt_format(self, rubric: dict[str, Any]) -> str | None:
         """One prompt family for every record (None: each record's own format)."""
         return "qa_think" if rubric["with_parts"] else None
 
-    def sample(self, sources: list[str]) -> list[SampledRecord]:
-        lc = self.cfg.label
-        return length_stratified_sample(self.ws, sources, self.records_per_group(), seed=lc.seed, bins=lc.length_bins)
+    def sample(self, group: str, sources: list[str]) -> list[SampledRecord]:
+        lc = self.settings(group)
+        return length_stratified_sample(self.ws, sources, lc.records_per_group, seed=lc.seed, bins=lc.length_bins)
 
-    def n_twins(self) -> int:
-        lc = self.cfg.label
-        return round(lc.twins_share * self.records_per_group()) if lc.twins else 0
+    def n_twins(self, group: str) -> int:
+        lc = self.settings(group)
+        return round(lc.twins_share * lc.records_per_group) if lc.twins else 0
 
-    def n_explained(self) -> int:
-        return self.cfg.label.explained
+    def n_explained(self, group: str) -> int:
+        return self.settings(group).explained
 
     def checks_injection(self) -> bool:
         return self.cfg.label.injection_check
@@ -145,6 +162,7 @@ class LabelStage(TeacherStage):
         matter first; each group resumes on its own)."""
         start = time.monotonic()
         groups = only_groups(self.groups(), only)
+        self.check_overrides()
         if force:
             self.ws.clear_stage(self.stage)
         counts, skipped = {}, []
@@ -158,9 +176,10 @@ class LabelStage(TeacherStage):
 
     def inputs(self, group: str, sources: list[str], rubric: dict[str, Any]) -> dict[str, Any]:
         """What a group's labels depend on; every chunk of the group and its final pass share them."""
-        return {"config.label": self.cfg.label.model_dump(mode="json"), "anchors": rubric["anchors"],
-                "teacher": self.cfg.teacher.model, "readout": self.readout(), "n": self.records_per_group(), "prompts": self.prompt_versions(),
-                "logic": LOGIC_VERSION, "cut": self.teacher_config().max_record_tokens,
+        return {"config.label": self.settings(group).model_dump(mode="json", exclude={"groups"}),
+                "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model, "readout": self.readout(),
+                "n": self.records_per_group(group), "prompts": self.prompt_versions(),
+                "logic": LOGIC_VERSION, "cut": self.record_cut(group),
                 "records": {s: Ref("ingest", f"{s}/_source") for s in sources}}
 
     def readout(self) -> dict[str, Any]:
@@ -176,19 +195,19 @@ class LabelStage(TeacherStage):
     def units(self) -> list[Unit]:
         return [self.final_unit(g, s) for g, s in self.groups().items()]
 
-    def items(self, sources: list[str], fmt_for_all: str | None) -> list[LabelItem]:
+    def items(self, group: str, sources: list[str], fmt_for_all: str | None) -> list[LabelItem]:
         """The sample, its first ``n_explained`` records flagged for rationales, then the twins."""
-        records = self.sample(sources)
-        n_exp = self.n_explained()
+        records = self.sample(group, sources)
+        n_exp = self.n_explained(group)
         items = [LabelItem(r.id, r.source, r.format, r.text, r.n_tokens, explain=i < n_exp)
                  for i, r in enumerate(records)]
-        n_twins = self.n_twins()
+        n_twins = self.n_twins(group)
         if n_twins and records:
             fmts = {fmt_for_all or r.format for r in records}
             per_format = math.ceil(n_twins / len(fmts))
             by_id = {r.id: r for r in records}
             twins = make_twins([(r.id, fmt_for_all or r.format, r.text) for r in records], per_format,
-                               seed=self.cfg.label.seed)[:n_twins]
+                               seed=self.settings(group).seed)[:n_twins]
             counts = get_counter(self.cfg.tokenizer).count([t.corrupted for t in twins]) if twins else []
             for t, n_tok in zip(twins, counts):
                 src = by_id[t.clean_id]
@@ -198,7 +217,7 @@ class LabelStage(TeacherStage):
 
     def _label_group(self, group: str, sources: list[str]) -> tuple[dict[str, Any], bool]:
         """-> (counts, whether the group was already labeled with this rubric and config)."""
-        lc = self.cfg.label
+        lc = self.settings(group)
         rubric = self.rubric(group)
         anchors = anchors_of(rubric)
         if not anchors:
@@ -208,7 +227,7 @@ class LabelStage(TeacherStage):
         if self.ledger.is_current(final):
             return self.ledger.info(self.stage, final.key)["summary"], True
         fmt_for_all = self.prompt_format(rubric)
-        items = self.items(sources, fmt_for_all)
+        items = self.items(group, sources, fmt_for_all)
         chunks = [items[i:i + lc.chunk] for i in range(0, len(items), lc.chunk)]
         work = self.ws.work_dir(self.stage, group)
         calls = len(items) + sum(it.explain for it in items)
@@ -220,22 +239,21 @@ class LabelStage(TeacherStage):
                 if self.ledger.is_current(unit):
                     bar.advance(len(chunk) + sum(it.explain for it in chunk))
                     continue
-                rows, dead = self._label_chunk(chunk, fmt_for_all, anchors, bar)
+                rows, dead = self._label_chunk(self.group_teacher(group), chunk, fmt_for_all, anchors, bar)
                 write_table(out, label_table(rows, anchors))
                 atomic_write_bytes(work / f"chunk-{ci:05d}.dead.jsonl",
                                    b"".join(orjson.dumps(d) + b"\n" for d in dead))
                 self.ledger.record(unit, Counts(len(chunk), len(rows), 0, len(dead)))
         summary = self._finalize(group, len(chunks), anchors, rubric)
-        summary["requested"] = self.records_per_group()
+        summary["requested"] = self.records_per_group(group)
         summary["sampled"] = sum(not it.twin_kind for it in items)
         summary["twins_sampled"] = sum(bool(it.twin_kind) for it in items)
         self.ledger.record(final, Counts(len(items), summary["labeled"], 0, summary["dead"] + summary["addressed"]),
                            summary=summary)
         return summary, False
 
-    def _label_chunk(self, chunk: list[LabelItem], fmt_for_all: str | None, anchors: list[Anchor],
-                     bar) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        teacher = self.teacher()
+    def _label_chunk(self, teacher: Teacher, chunk: list[LabelItem], fmt_for_all: str | None,
+                     anchors: list[Anchor], bar) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         calls = [(it, fmt_for_all or it.format, False) for it in chunk]
         calls += [(it, fmt_for_all or it.format, True) for it in chunk if it.explain]
         results = teacher.run(lambda it, f, e: self.call(teacher, it, f, anchors, e), calls,
@@ -262,7 +280,7 @@ class LabelStage(TeacherStage):
         return rows, dead
 
     def _finalize(self, group: str, n_chunks: int, anchors: list[Anchor], rubric: dict[str, Any]) -> dict[str, Any]:
-        lc = self.cfg.label
+        lc = self.settings(group)
         work = self.ws.work_dir(self.stage, group)
         tables = [pq.read_table(work / f"chunk-{i:05d}.parquet") for i in range(n_chunks)]
         table = pa.concat_tables(tables) if tables else label_table([], anchors)
@@ -271,7 +289,7 @@ class LabelStage(TeacherStage):
         split = write_splits(out, table, lc.val_share, lc.min_val)
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
-        choice = choose_anchors(table, anchors, self._targets(rubric), lc.min_std, lc.end_share_flag,
+        choice = choose_anchors(table, anchors, self._targets(group, rubric), lc.min_std, lc.end_share_flag,
                                 drop=self.chooses_anchors, min_std_ratio=lc.min_std_ratio)
         write_json(anchor_choice_path(out), choice)
         return {"labeled": table.num_rows, "dead": dead.count(b"\n"), "addressed": n_addressed,
@@ -279,8 +297,8 @@ class LabelStage(TeacherStage):
                 "train": sum(v == "train" for v in split.values()), "val": sum(v == "val" for v in split.values()),
                 "active": len(choice["active"]), "dropped": len(choice["dropped"])}
 
-    def _targets(self, rubric: dict[str, Any]) -> dict[str, int]:
-        d = self.cfg.discover
+    def _targets(self, group: str, rubric: dict[str, Any]) -> dict[str, int]:
+        d = self.cfg.discover.for_group(group)
         if rubric.get("with_parts"):
             return {p: d.anchors_per_part for p in ("think", "combined", "answer")}
         return {"combined": d.anchors}

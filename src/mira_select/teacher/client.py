@@ -7,6 +7,8 @@ score read-out and accounting. Invariant per run: requests = ok + repaired + dea
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import os
 import secrets
 import shutil
@@ -106,6 +108,15 @@ class Teacher:
                                      tokenizer=tokenizer, datamark=cfg.datamark)
         self.acct = Accounting()
         self._sem = asyncio.Semaphore(self.concurrency)
+
+    def with_record_tokens(self, n: int) -> "Teacher":
+        """This teacher with records cut to ``n`` tokens: same backend, cache, accounting and request limit (a
+        stage whose groups need different cuts keeps one model loaded)."""
+        if n == self.prompts.max_record_tokens:
+            return self
+        view = copy.copy(self)
+        view.prompts = dataclasses.replace(self.prompts, max_record_tokens=n)
+        return view
 
     @property
     def concurrency(self) -> int:
