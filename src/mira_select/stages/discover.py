@@ -222,8 +222,8 @@ class DiscoverStage(TeacherStage):
 
     def _vocabulary(self, group: str, points: list[dict[str, Any]]) -> GroupVocabulary:
         sources = group_members(self.ws, self.cfg).get(group, [])
-        return group_vocabulary(self.ws, sources, self.cfg.discover.for_group(group).seed, getattr(self, "_judged_records", []),
-                                points)
+        seed = self.cfg.discover.for_group(group).seed
+        return group_vocabulary(self.ws, sources, seed, getattr(self, "_judged_records", []), points)
 
     def _write(self, group: str, fmt: str, points: list[dict[str, Any]],
                clusters: list[tuple[str, np.ndarray, np.ndarray]], vocab: GroupVocabulary,
