@@ -118,8 +118,10 @@ class LabelStage(TeacherStage):
         return self.settings(group).max_record_tokens or self.teacher_config().max_record_tokens
 
     def check_overrides(self) -> None:
-        check_group_overrides("label", self.cfg.label, group_members(self.ws, self.cfg))
-        check_group_overrides("discover", self.cfg.discover, group_members(self.ws, self.cfg))
+        """Both sections a group's labels read (discover's: the anchor targets) name only groups the corpus has."""
+        members = group_members(self.ws, self.cfg)
+        check_group_overrides("label", self.cfg.label, members)
+        check_group_overrides("discover", self.cfg.discover, members)
 
     def group_teacher(self, group: str) -> Teacher:
         """The stage's teacher, with ``group``'s record cut (same model, cache and accounting)."""
