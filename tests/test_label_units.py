@@ -10,7 +10,8 @@ import pyarrow as pa
 from mira_select.io.shards import write_table
 from mira_select.sampling import _quantile_edges, length_bin, length_stratified_sample, round_robin_sample
 from mira_select.stages.discover import merge_anchors
-from mira_select.stages.label import choose_anchors, label_table, quarantine_addressed, write_splits
+from mira_select.anchor_choice import choose_anchors
+from mira_select.stages.label import label_table, quarantine_addressed, write_splits
 from mira_select.teacher.prompts import PromptBuilder, rubric_line
 from mira_select.teacher.schema import expected_scores, scores_only_schema, validate_scores
 from mira_select.teacher.types import Anchor
@@ -89,6 +90,32 @@ def test_choose_anchors_judges_spread_relative_to_the_groups_scale():
     assert relative["active"] == ["a01", "a02", "a03", "a04"]
     assert "does not discriminate" in relative["dropped"]["a05"]
     assert 0.2 < relative["min_std"] < 0.3  # half the median spread (~0.5)
+
+
+def test_choose_anchors_flags_and_optionally_drops_anchors_that_follow_length():
+    """An anchor whose labels rank records by their length inside each source is flagged (and dropped when asked);
+    one that separates a short good source from a long poor one, but not records within a source, is not."""
+    rng = np.random.default_rng(1)
+    n = 80
+    src = ["s" if i % 2 else "t" for i in range(n)]
+    tokens = [int(50 + 900 * rng.random()) + (2000 if s == "t" else 0) for s in src]
+    counter = [t / 300 + 0.3 * rng.standard_normal() for t in tokens]  # more tokens, higher score, in each source
+    by_source = [(2.0 if s == "t" else 8.0) + rng.standard_normal() for s in src]  # long source low, no order within
+    quality = list(5 + 2 * rng.standard_normal(n))
+    table = _labels({"a01": counter, "a02": by_source, "a03": quality, "a04": list(quality[::-1])})
+    table = table.set_column(table.schema.get_field_index("n_tokens"), "n_tokens", pa.array(tokens, pa.int32()))
+    table = table.set_column(table.schema.get_field_index("source"), "source", pa.array(src, pa.string()))
+    anchors = [Anchor(a, a, "d") for a in ("a01", "a02", "a03", "a04")]
+    flagged = choose_anchors(table, anchors, {"combined": 3}, 0.1, 0.6, length_flag=0.6)
+    st = flagged["stats"]
+    assert st["a01"]["length_rho"] > 0.8 and st["a01"]["length_flag"]
+    assert abs(st["a02"]["length_rho"]) < 0.4 and not st["a02"]["length_flag"]  # pooled over both sources: -0.74
+    assert flagged["active"] == ["a01", "a02", "a03"]  # flagged only: the choice is unchanged
+    dropped = choose_anchors(table, anchors, {"combined": 3}, 0.1, 0.6, length_flag=0.6, drop_length=True)
+    assert dropped["active"] == ["a02", "a03", "a04"] and "follows length" in dropped["dropped"]["a01"]
+    # a source with too few labeled records does not vote; none qualifies -> no figure rather than a guess
+    small = table.slice(0, 10)
+    assert choose_anchors(small, anchors, {"combined": 3}, 0.1, 0.6)["stats"]["a01"]["length_rho"] is None
 
 
 def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):

@@ -279,6 +279,11 @@ class LabelConfig(_PerGroup):
         0.5, ge=0, le=1, description="... and so are anchors whose spread is below this share of the group's median "
                                      "anchor spread (how widely a teacher uses the scale depends on its read-out)")
     end_share_flag: float = Field(0.6, gt=0, le=1, description="flag anchors with more labels than this at 0-1 or 9-10")
+    length_rho_flag: float = Field(
+        0.6, gt=0, le=1, description="flag anchors whose labels follow record length within their sources (|Spearman "
+                                     "of label vs. tokens| at or above this): a token counter, not a criterion")
+    drop_length_following: bool = Field(
+        False, description="drop the flagged length-following anchors too, refilled from the spare candidates")
     injection_check: bool = Field(
         False, description="after each label, ask the teacher whether the record holds text addressed to its reviewer "
                            "(a prompt injection); such records are quarantined from the labels, so the student never "

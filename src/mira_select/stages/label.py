@@ -7,8 +7,9 @@ definition). A small explained sample per group also gets evidence + rationale, 
 What gets labeled: records spread over sources and, within a source, over length quantile bins, plus (``label.twins``)
 corrupted copies of some of them, scored by the teacher like any record, so the student sees the low tail of quality.
 Twins only ever go to the train split. Afterwards the anchors that do not discriminate on the labeled sample (almost
-constant) are dropped and the spare candidates take their place; ``anchors.json`` beside the labels says which are
-active, with each anchor's share of labels at the ends of the scale.
+constant) are dropped and the spare candidates take their place (``anchor_choice``); ``anchors.json`` beside the
+labels says which are active, with each anchor's share of labels at the ends of the scale and how far its labels
+follow record length.
 
 Prompt injection (opt-in, ``label.injection_check``): after each scores-only label the teacher is asked, on the same
 prompt, whether the record holds text addressed to its reviewer; records at or above ``injection_threshold`` and their
@@ -30,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..anchor_choice import choose_anchors
 from ..config import LabelConfig
 from ..errors import MiraError
 from ..io.shards import write_table
@@ -53,7 +54,6 @@ from .teacher_stage import TeacherStage
 
 STAGE = "label"
 LOGIC_VERSION = 3  # bumped when how labels are finalized changes (anchor choice): groups re-finalize from cache
-LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
 
 
 @dataclass
@@ -292,7 +292,8 @@ class LabelStage(TeacherStage):
         dead = b"".join((work / f"chunk-{i:05d}.dead.jsonl").read_bytes() for i in range(n_chunks))
         atomic_write_bytes(out / "dead_letter.jsonl", dead)
         choice = choose_anchors(table, anchors, self._targets(group, rubric), lc.min_std, lc.end_share_flag,
-                                drop=self.chooses_anchors, min_std_ratio=lc.min_std_ratio)
+                                drop=self.chooses_anchors, min_std_ratio=lc.min_std_ratio,
+                                length_flag=lc.length_rho_flag, drop_length=lc.drop_length_following)
         write_json(anchor_choice_path(out), choice)
         return {"labeled": table.num_rows, "dead": dead.count(b"\n"), "addressed": n_addressed,
                 "twins": int(pc.sum(pc.not_equal(table.column("twin"), "")).as_py() or 0),
@@ -304,59 +305,6 @@ class LabelStage(TeacherStage):
         if rubric.get("with_parts"):
             return {p: d.anchors_per_part for p in ("think", "combined", "answer")}
         return {"combined": d.anchors}
-
-
-def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, int], min_std: float,
-                   end_flag: float, drop: bool = True, min_std_ratio: float = 0.0) -> dict[str, Any]:
-    """Per anchor on the labeled records (twins excluded): spread and share at each end of the scale. Active: per
-    part, the first ``target`` anchors in rubric order whose labels vary by at least ``min_std`` and by at least
-    ``min_std_ratio`` × the median spread of the group's anchors (relative, because how much of the scale a teacher
-    uses depends on the read-out: independent slots spread ~0.5 points, sequential ones ~3); the rest are dropped
-    (not discriminating) or spare. A part where nothing varies keeps its most varied anchor."""
-    real = table.filter(pc.equal(table.column("twin"), "")) if table.num_rows else table
-    stats: dict[str, dict[str, Any]] = {}
-    for a in anchors:
-        s = np.asarray(real.column(f"score:{a.id}").to_numpy(zero_copy_only=False), dtype=np.float64) \
-            if real.num_rows else np.zeros(0)
-        n = max(len(s), 1)
-        top, bottom = float((s >= HIGH).sum() / n), float((s <= LOW).sum() / n)
-        stats[a.id] = {"n": int(len(s)), "mean": round(float(s.mean()), 3) if len(s) else None,
-                       "std": round(float(s.std()), 3) if len(s) else 0.0, "top_share": round(top, 3),
-                       "bottom_share": round(bottom, 3), "end_flag": max(top, bottom) > end_flag}
-    from difflib import SequenceMatcher
-
-    from .discover import name_key
-
-    spreads = [st["std"] for st in stats.values()]
-    floor = max(min_std, min_std_ratio * float(np.median(spreads))) if spreads else min_std
-    active, dropped = [], {}
-    kept_names: dict[str, str] = {}  # name key -> anchor id, over every part (parts may name a criterion twice)
-    for part, target in targets.items():
-        members = [a for a in anchors if a.part == part]
-        taken = 0
-        for a in members:
-            if not drop:
-                active.append(a.id)
-                continue
-            key = name_key(a.name)
-            twin = next((i for k, i in kept_names.items() if SequenceMatcher(None, k, key).ratio() >= 0.9), None)
-            if twin is not None:
-                dropped[a.id] = f"same name as {twin}"
-            elif stats[a.id]["std"] < floor:
-                dropped[a.id] = f"does not discriminate: std {stats[a.id]['std']:.2f} < {floor:.2f}"
-            elif taken < target:
-                active.append(a.id)
-                kept_names[key] = a.id
-                taken += 1
-            else:
-                dropped[a.id] = "spare: the part already has its target count"
-        if drop and taken == 0 and members:
-            best = max(members, key=lambda a: stats[a.id]["std"])
-            active.append(best.id)
-            dropped.pop(best.id, None)
-    order = {a.id: i for i, a in enumerate(anchors)}
-    return {"active": sorted(active, key=order.__getitem__), "dropped": dropped, "stats": stats,
-            "min_std": round(floor, 3), "end_flag": end_flag, "scale_ends": [LOW, HIGH]}
 
 
 def quarantine_addressed(table: pa.Table, threshold: float, listing: Path) -> tuple[pa.Table, int]:
