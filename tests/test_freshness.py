@@ -144,6 +144,22 @@ def test_one_changed_source_file_redoes_that_source_and_its_dependents_only(base
     assert marker["counts"]["n_in"] == len(rows) - 1
 
 
+def test_moved_corpus_with_the_same_files_stays_current(base, tmp_path):
+    """The config names the corpus where it now lies (absolute paths, another folder): same files, same content,
+    so no stage has work; a source whose folder now holds one more file is redone."""
+    d = _copy(base, tmp_path / "moved")
+    (d / "corpus").rename(d / "elsewhere")
+    cfg = yaml.safe_load((d / "mira.yaml").read_text())
+    for src in cfg["sources"]:
+        src["paths"] = [f"{d / 'elsewhere' / src['name']}/"]
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert _not_current(_status(d)) == {}
+    extra = d / "elsewhere" / "code_shell_ohmyzsh" / "c.jsonl"
+    extra.write_bytes((d / "elsewhere" / "code_shell_ohmyzsh" / "a.jsonl").read_bytes().splitlines(True)[0])
+    stale = _not_current(_status(d))
+    assert "code_shell_ohmyzsh/_source" in stale["ingest"] and "agent_glaive_toolcall/_source" not in stale["ingest"]
+
+
 TIMINGS = {"fit_s", "seconds", "wall_s"}
 
 

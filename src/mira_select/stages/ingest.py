@@ -119,7 +119,9 @@ class IngestStage:
                 files = expand_paths(src.paths, str(self.cfg.base_dir), src.reader)
             except MiraError as exc:
                 raise MiraError(f"source {src.name!r}: {exc}") from None
-            common = {f"config.sources.{src.name}": src.model_dump(mode="json"),
+            # Not the configured paths: each file is named (relative to the source's root) and content-hashed
+            # below, so a corpus moved or re-globbed to the same files stays current; a new or changed file does not.
+            common = {f"config.sources.{src.name}": src.model_dump(mode="json", exclude={"paths"}),
                       "config.ingest": ingest_conf, "tokenizer": tok.sha256, "schema": RECORD_SCHEMA.to_string()}
             tasks: list[UnitTask] = []
             for i, f in enumerate(files):
