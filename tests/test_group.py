@@ -68,3 +68,23 @@ def test_only_groups_keeps_the_asked_order_and_names_unknown_groups():
     assert only_groups(groups, None) == groups and only_groups(groups, []) == groups
     with pytest.raises(MiraError, match=r"unknown group\(s\) nope; groups are agent, code, text"):
         only_groups(groups, ["code", "nope"])
+
+
+def test_grouping_replays_from_the_recorded_decision(demo_ws, tmp_path, monkeypatch):
+    """The automatic grouping is recorded in the workspace cache by the sampled texts: a forced re-run (another CPU's
+    last bits could move KMeans) reads it back without embedding; a different sample is clustered anew."""
+    cfg = _cfg(demo_ws, tmp_path)
+    first = GroupStage(cfg).run(force=True).groups
+    calls = []
+
+    def clustering_is_not_expected(self, *args):
+        calls.append(args)
+        raise AssertionError("the recorded grouping should have been used")
+
+    real = GroupStage._cluster
+    monkeypatch.setattr(GroupStage, "_cluster", clustering_is_not_expected)
+    assert GroupStage(cfg).run(force=True).groups == first and not calls
+    monkeypatch.setattr(GroupStage, "_cluster", lambda self, *a: calls.append(a) or real(self, *a))
+    other = cfg.model_copy(update={"groups": cfg.groups.model_copy(update={"sample_per_source": 5})})
+    GroupStage(other).run(force=True)
+    assert len(calls) == 1  # a new sample -> new inputs -> clustered (and recorded)

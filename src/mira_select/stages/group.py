@@ -3,7 +3,9 @@
 A source is represented by the normalized mean embedding of a seeded sample of its records. Sources are first split
 by their detected format (a trajectory corpus and a docs corpus should never share a rubric, whatever their
 vocabulary), then KMeans (several seeds, best inertia) clusters within formats, with the k budget spread over the
-formats that have the most sources. Config overrides win and are recorded as such.
+formats that have the most sources. Config overrides win and are recorded as such. The automatic grouping is
+recorded in the workspace's cache (a decision keyed by the sampled texts), so a shipped cache replays it exactly on
+another CPU.
 """
 
 from __future__ import annotations
@@ -85,13 +87,64 @@ class GroupStage:
         if not force and Ledger(self.ws).is_current(unit):
             return GroupResult(load_groups(self.ws)["groups"], True, time.monotonic() - start)
 
+        g = self.cfg.groups
+        names = [n for n in self.cfg.source_names if manifest["sources"][n]["records"] > 0]
+        formats = {n: manifest["sources"][n]["format"] for n in names}
+        samples = reservoir_sample(self.ws, names, n=g.sample_per_source, seed=g.seeds[0])
+        k = min(g.k, len(names))
+        plan = self._plan(names, formats, samples, k)
+        assignments: dict[str, str] = dict(plan["assignments"])
+        auto = dict(assignments)
+        assignments.update(g.override)
+        groups: dict[str, list[str]] = {}
+        for n in names:
+            groups.setdefault(assignments[n], []).append(n)
+        for n, group in g.override.items():  # an explicitly placed source stays visible even when it is empty
+            if n not in names:
+                groups.setdefault(group, []).append(n)
+        result = {
+            "embedder": plan["embedder"],
+            "k": k, "k_requested": g.k, "seeds": g.seeds, "split_by_format": g.split_by_format,
+            "sample_per_source": g.sample_per_source,
+            "sources": names,
+            "source_formats": formats,
+            "assignments": assignments,
+            "automatic_assignments": auto,
+            "groups": dict(sorted(groups.items())),
+            "overridden": bool(g.override),
+            "overrides": dict(g.override),
+            "inertia": plan["inertia"],
+            "similarity": plan["similarity"],
+            "sampled": {n: len(samples[n]) for n in names},
+        }
+        write_json(self.path, result)
+        Ledger(self.ws).record(unit, Counts(len(names), len(names), 0, 0))
+        return GroupResult(result["groups"], False, time.monotonic() - start)
+
+    def _plan(self, names: list[str], formats: dict[str, str], samples: dict[str, list], k: int) -> dict[str, Any]:
+        """Automatic assignments, recorded in the workspace cache by the exact sampled texts: embeddings and KMeans
+        differ in their last bits between CPUs and best-of-seeds KMeans can turn that into another partition, which
+        would change every later prompt (and miss a shipped cache). A recorded grouping also skips the embedder."""
+        import hashlib
+
+        from ..teacher.client import workspace_cache
+
+        g = self.cfg.groups
+        texts = {n: [hashlib.sha256(r.text.encode()).hexdigest() for r in samples[n]] for n in names}
+        inputs = {"embedder": g.embedder, "k": k, "seeds": g.seeds, "split_by_format": g.split_by_format,
+                  "formats": formats, "samples": texts}
+        cache = workspace_cache(self.ws, self.cfg.teacher, self.cfg.base_dir)
+        try:
+            return cache.decision("group.kmeans", inputs, lambda: self._cluster(names, formats, samples, k))
+        finally:
+            cache.close()
+
+    def _cluster(self, names: list[str], formats: dict[str, str], samples: dict[str, list], k: int) -> dict[str, Any]:
         from ..embed import get_embedder
 
         g = self.cfg.groups
-        names = [n for n in self.cfg.source_names if manifest["sources"][n]["records"] > 0]
         with self.reporter.task("group: embed source samples", total=len(names)) as bar:
             embedder = get_embedder(g.embedder)
-            samples = reservoir_sample(self.ws, names, n=g.sample_per_source, seed=g.seeds[0])
             centroids = []
             for n in names:
                 vecs = embedder.encode([r.text for r in samples[n]])
@@ -99,11 +152,9 @@ class GroupStage:
                 centroids.append(c / max(np.linalg.norm(c), 1e-12))
                 bar.advance()
         x = np.stack(centroids)
-        formats = {n: manifest["sources"][n]["format"] for n in names}
         partitions: dict[str, list[int]] = {}
         for i, n in enumerate(names):
             partitions.setdefault(formats[n] if g.split_by_format else "all", []).append(i)
-        k = min(g.k, len(names))
         alloc = _split_k(k, {p: len(ix) for p, ix in partitions.items()})
         assignments: dict[str, str] = {}
         inertia = 0.0
@@ -114,32 +165,8 @@ class GroupStage:
                 assignments[names[i]] = part if alloc[part] == 1 else f"{part}-{int(label) + 1}"
         if not g.split_by_format:  # name clusters by their members' most common format
             assignments = _name_by_format(assignments, formats)
-        auto = dict(assignments)
-        assignments.update(g.override)
-        groups: dict[str, list[str]] = {}
-        for n in names:
-            groups.setdefault(assignments[n], []).append(n)
-        for n, group in g.override.items():  # an explicitly placed source stays visible even when it is empty
-            if n not in names:
-                groups.setdefault(group, []).append(n)
-        result = {
-            "embedder": embedder.id,
-            "k": k, "k_requested": g.k, "seeds": g.seeds, "split_by_format": g.split_by_format,
-            "sample_per_source": g.sample_per_source,
-            "sources": names,
-            "source_formats": formats,
-            "assignments": assignments,
-            "automatic_assignments": auto,
-            "groups": dict(sorted(groups.items())),
-            "overridden": bool(g.override),
-            "overrides": dict(g.override),
-            "inertia": inertia,
-            "similarity": np.round(x @ x.T, 4).tolist(),
-            "sampled": {n: len(samples[n]) for n in names},
-        }
-        write_json(self.path, result)
-        Ledger(self.ws).record(unit, Counts(len(names), len(names), 0, 0))
-        return GroupResult(result["groups"], False, time.monotonic() - start)
+        return {"assignments": assignments, "inertia": inertia, "embedder": embedder.id,
+                "similarity": np.round(x @ x.T, 4).tolist()}
 
 
 def _name_by_format(assignments: dict[str, str], formats: dict[str, str]) -> dict[str, str]:

@@ -83,6 +83,14 @@ def seed_warm_cache(ws: Workspace, source: Path) -> bool:
     return True
 
 
+def workspace_cache(ws: Workspace, cfg: TeacherConfig, base_dir: Path) -> ResponseCache:
+    """The workspace's cache (seeded from the warm cache first, as a teacher would), for a stage that records a
+    decision before any teacher exists: the grouping decides every later prompt, so it replays from there too."""
+    if cfg.warm_cache:
+        seed_warm_cache(ws, resolve_local(cfg.warm_cache, base_dir))
+    return ResponseCache(ws.root / "cache" / "teacher.sqlite")
+
+
 def make_backend(cfg: TeacherConfig) -> Backend:
     """The configured backend; the local one is imported only when used (it needs llama-cpp-python)."""
     if cfg.backend == "openai":
