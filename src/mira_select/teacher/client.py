@@ -108,10 +108,8 @@ class Teacher:
         self.cfg = cfg
         self.ws = ws
         self.stage = stage
-        if cfg.warm_cache:
-            seed_warm_cache(ws, resolve_local(cfg.warm_cache, base_dir or Path(".")))
+        self.cache = workspace_cache(ws, cfg, base_dir or Path("."))
         self.backend = backend or make_backend(cfg)
-        self.cache = ResponseCache(ws.root / "cache" / "teacher.sqlite")
         self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
                                      tokenizer=tokenizer, datamark=cfg.datamark)
         self.acct = Accounting()
