@@ -100,7 +100,11 @@ def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: in
     short and long ends and then ranks them by length alone. Each source's reservoir holds a fixed 256 records (more
     only when its share is larger); they are binned by token-count quantile and taken round-robin over the bins, so
     every bin is represented before any bin gives a second record. The fixed pool makes samples nested: the sample of
-    n is the first n of the sample of any larger n, so raising ``label.records_per_group`` only adds labels.
+    n is the first n of the sample of any larger n, so raising ``label.records_per_group`` only adds labels -- while
+    each source's share stays at or below POOL_PER_SOURCE / 2. Above that the pool is twice the share, and a reservoir
+    of another size holds other records, so a larger sample is largely a new one (the demo's qa_think, 300 -> 600 over
+    4 sources: 134 of the 300 kept). A priority (bottom-k) pool would be nested at any size, but changes every
+    sample drawn so far, so it waits for a planned relabel.
     """
     per = math.ceil(n / max(len(sources), 1))
     pools = reservoir_sample(ws, sources, n=max(POOL_PER_SOURCE, per * 2), seed=seed)
