@@ -4,7 +4,8 @@
 
 Per group: the student's validation Spearman of the aggregated score, anchors active / masked, Spearman(score,
 tokens) per group and per source beside Spearman(teacher's mean label, tokens) on the labels, kept-token share per
-source (group variant), and the rubric's name duplicates and end-of-scale shares. Ground truth the pipeline never
+source (group variant), the rubric's name duplicates and end-of-scale shares, and how many separate judgments the
+labels carry (first principal component's share of the within-source label variance, effective anchor count). Ground truth the pipeline never
 reads: AUC of the score against ``meta.is_correct`` of think_gsm8k_model_samples, read from the corpus file itself
 (a measurement script may; the pipeline may not).
 """
@@ -25,6 +26,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mira_select.anchor_choice import label_dimensionality  # noqa: E402
 from mira_select.config import load_config, resolve_local  # noqa: E402
 from mira_select.stages.discover import name_key  # noqa: E402
 from mira_select.workspace import Workspace, read_json  # noqa: E402
@@ -35,17 +37,24 @@ def _scores(ws: Workspace, source: str) -> pa.Table:
     return pa.concat_tables([pq.read_table(s, columns=["id", "score", "n_tokens"]) for s in shards])
 
 
-def _label_length_rho(ws: Workspace, group: str, anchors: list[str]) -> float | None:
-    """Spearman(teacher's mean label, tokens) over the group's clean labels: beside the score's, it tells whether
-    the length the selection follows is the teacher's or the student's."""
+def _label_figures(ws: Workspace, group: str, anchors: list[str]) -> tuple[float | None, dict | None]:
+    """On the group's clean (non-twin) labels: Spearman(teacher's mean label, tokens) -- beside the score's, it
+    tells whether the length the selection follows is the teacher's or the student's -- and how many separate
+    judgments the anchors' labels carry (anchor_choice.label_dimensionality)."""
     tabs = [pq.read_table(p) for p in (ws.root / "labels" / group / "train.parquet",
                                        ws.root / "labels" / group / "val.parquet") if p.exists()]
     if not tabs:
-        return None
+        return None, None
     t = pa.concat_tables(tabs)
     clean = np.array([not tw for tw in t.column("twin").to_pylist()])
-    y = np.mean([t.column(f"score:{a}").to_numpy(zero_copy_only=False).astype(float) for a in anchors], axis=0)
-    return _spearman(y[clean], t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float)[clean])
+    m = np.column_stack([t.column(f"score:{a}").to_numpy(zero_copy_only=False).astype(float) for a in anchors])
+    rho = _spearman(m.mean(axis=1)[clean], t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float)[clean])
+    sources = [s for s, keep in zip(t.column("source").to_pylist(), clean) if keep]
+    return rho, label_dimensionality(m[clean], sources)
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _spearman(a, b) -> float | None:
@@ -98,6 +107,7 @@ def measure(cfg_path: Path) -> dict:
         tabs = [_scores(ws, s) for s in sources]
         sc = np.concatenate([t.column("score").to_numpy(zero_copy_only=False) for t in tabs]).astype(float)
         nt = np.concatenate([t.column("n_tokens").to_numpy(zero_copy_only=False) for t in tabs]).astype(float)
+        label_rho, dims = _label_figures(ws, g, active)
         out["groups"][g] = {
             "student": metrics["kind"], "val_spearman": metrics["overall"]["spearman"], "n_train": metrics["n_train"],
             "n_val": metrics["n_val"], "anchors_active": len(active), "anchors_candidates": len(rubric["anchors"]),
@@ -105,7 +115,9 @@ def measure(cfg_path: Path) -> dict:
             "duplicate_names": len(keys) - len(set(keys)),
             "end_flagged": sum(bool(choice["stats"][a]["end_flag"]) for a in active) if choice else None,
             "spearman_score_tokens": _spearman(sc, nt),
-            "spearman_label_tokens": _label_length_rho(ws, g, active),
+            "spearman_label_tokens": label_rho,
+            "label_pc1_share": dims["pc1_share"] if dims else None,
+            "label_effective_anchors": dims["effective"] if dims else None,
         }
         for s, t in zip(sources, tabs):
             ps = summary["per_source"].get(s, {})
@@ -134,18 +146,18 @@ def main() -> None:
     args = ap.parse_args()
     m = measure(args.config)
     print(f"{'group':<10} {'student':<24} {'val rho':>8} {'train/val':>10} {'active/cand':>12} {'masked':>7} "
-          f"{'unused':>6} {'dup names':>9} {'end-flag':>8} {'rho(score,tok)':>15} {'rho(label,tok)':>15}")
+          f"{'unused':>6} {'dup names':>9} {'end-flag':>8} {'rho(score,tok)':>15} {'rho(label,tok)':>15} "
+          f"{'PC1 within':>10} {'eff. anchors':>12}")
     for g, r in m["groups"].items():
-        rho = "n/a" if r["val_spearman"] is None else f"{r['val_spearman']:.3f}"
-        st = "n/a" if r["spearman_score_tokens"] is None else f"{r['spearman_score_tokens']:.3f}"
-        lt = "n/a" if r["spearman_label_tokens"] is None else f"{r['spearman_label_tokens']:.3f}"
+        rho, st, lt = (_fmt(r[k], ".3f") for k in ("val_spearman", "spearman_score_tokens", "spearman_label_tokens"))
         print(f"{g:<10} {r['student']:<24} {rho:>8} {r['n_train']:>4}/{r['n_val']:<5} "
               f"{r['anchors_active']:>5}/{r['anchors_candidates']:<6} {r['masked_share']:>7.0%} "
               f"{r['anchors_masked_everywhere']:>6} {r['duplicate_names']:>9} "
-              f"{str(r['end_flagged']):>8} {st:>15} {lt:>15}")
+              f"{str(r['end_flagged']):>8} {st:>15} {lt:>15} {_fmt(r['label_pc1_share'], '.0%'):>10} "
+              f"{_fmt(r['label_effective_anchors'], '.2f'):>12}")
     print(f"\n{'source':<32} {'group':<9} {'kept':>7} {'rho(score,tok)':>15}")
     for s, r in sorted(m["sources"].items()):
-        st = "n/a" if r["spearman_score_tokens"] is None else f"{r['spearman_score_tokens']:.3f}"
+        st = _fmt(r["spearman_score_tokens"], ".3f")
         print(f"{s:<32} {r['group']:<9} {r['kept_share']:>7.1%} {st:>15}")
     if "auc_is_correct" in m:
         a = m["auc_is_correct"]

@@ -10,7 +10,7 @@ import pyarrow as pa
 from mira_select.io.shards import write_table
 from mira_select.sampling import _quantile_edges, length_bin, length_stratified_sample, round_robin_sample
 from mira_select.stages.discover import merge_anchors
-from mira_select.anchor_choice import choose_anchors
+from mira_select.anchor_choice import choose_anchors, label_dimensionality
 from mira_select.stages.label import label_table, quarantine_addressed, write_splits
 from mira_select.teacher.prompts import PromptBuilder, rubric_line
 from mira_select.teacher.schema import expected_scores, scores_only_schema, validate_scores
@@ -116,6 +116,23 @@ def test_choose_anchors_flags_and_optionally_drops_anchors_that_follow_length():
     # a source with too few labeled records does not vote; none qualifies -> no figure rather than a guess
     small = table.slice(0, 10)
     assert choose_anchors(small, anchors, {"combined": 3}, 0.1, 0.6)["stats"]["a01"]["length_rho"] is None
+
+
+def test_label_dimensionality_tells_one_repeated_judgment_from_separate_ones():
+    """A teacher that repeats one overall score on every anchor gives one judgment, whatever the anchor count;
+    independent anchors give about as many as there are; a source better on every anchor at once is not a halo."""
+    rng = np.random.default_rng(0)
+    n, k = 400, 6
+    sources = ["a" if i % 2 else "b" for i in range(n)]
+    overall = rng.normal(5, 2, n)
+    halo = label_dimensionality(overall[:, None] + 0.2 * rng.standard_normal((n, k)), sources)
+    assert halo["pc1_share"] > 0.95 and halo["effective"] < 1.1 and halo["halo"] and halo["anchors"] == k
+    independent = label_dimensionality(rng.normal(5, 2, (n, k)), sources)
+    assert independent["pc1_share"] < 0.3 and independent["effective"] > 0.9 * k and not independent["halo"]
+    shift = np.array([[3.0] * k if s == "a" else [0.0] * k for s in sources])  # source a better on every anchor
+    assert label_dimensionality(rng.normal(5, 1, (n, k)) + shift, sources)["pc1_share"] < 0.3
+    assert label_dimensionality(overall[:, None], sources) is None  # one anchor: nothing to compare
+    assert label_dimensionality(np.full((n, k), 7.0), sources) is None  # no spread at all
 
 
 def test_twins_are_excluded_from_anchor_stats_and_always_train(tmp_path):

@@ -11,8 +11,12 @@ import json
 import re
 import shutil
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from mira_select.anchor_choice import label_dimensionality
 
 from .conftest import replay_config, run_mira
 
@@ -166,6 +170,19 @@ def test_report_sections_show_this_workspaces_numbers(finished):
         m = json.loads((ws / "students" / g / "metrics.json").read_text())
         n = sum(len(pq.read_table(ws / "labels" / g / f"{s}.parquet", columns=["id"])) for s in ("train", "val"))
         assert f"{g} — {n} labeled records; student {m['kind']}: ρ = {m['overall']['spearman']:.3f}" in sections["labels"]
+    # labels: how many separate judgments the active anchors' labels carry, recomputed from the label files
+    shown = 0
+    for g in groups:
+        t = pa.concat_tables([pq.read_table(ws / "labels" / g / f"{s}.parquet") for s in ("train", "val")])
+        active = json.loads((ws / "labels" / g / "anchors.json").read_text())["active"]
+        clean = [not tw for tw in t.column("twin").to_pylist()]
+        scores = np.column_stack([t.column(f"score:{a}").to_numpy(zero_copy_only=False) for a in active])[clean]
+        dims = label_dimensionality(scores, [s for s, k in zip(t.column("source").to_pylist(), clean) if k])
+        if dims:
+            assert (f"first principal component of the {len(active)} anchors' scores holds "
+                    f"{100 * dims['pc1_share']:.1f}% of their variance within sources") in sections["labels"]
+            shown += 1
+    assert shown
     # selection: kept tokens of the main variant and every compared variant's row
     sel = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     assert f"keeps {sel['totals']['kept_tokens']:,} of {sel['totals']['tokens']:,} tokens" in sections["selection"]

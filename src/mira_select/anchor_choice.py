@@ -20,7 +20,10 @@ import pyarrow.compute as pc
 from .teacher.types import Anchor
 
 LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
-MIN_SOURCE_RECORDS = 8  # a source's own Spearman(label, tokens) needs this many labeled records to count
+MIN_SOURCE_RECORDS = 8
+# Report flag: labels whose first principal component holds this share of their within-source variance are
+# mostly one overall judgment repeated on every anchor (label_dimensionality).
+HALO_SHARE = 0.8  # a source's own Spearman(label, tokens) needs this many labeled records to count
 
 
 def length_rho(scores: np.ndarray, tokens: np.ndarray, sources: list[str]) -> float | None:
@@ -43,6 +46,30 @@ def length_rho(scores: np.ndarray, tokens: np.ndarray, sources: list[str]) -> fl
         total += float(spearmanr(s, t).statistic) * len(rows)
         weight += len(rows)
     return round(total / weight, 3) if weight else None
+
+
+def label_dimensionality(scores: np.ndarray, sources: list[str]) -> dict[str, Any] | None:
+    """How many separate judgments a group's labels carry: the principal components of the anchors' labels after
+    each source's mean is removed (records x anchors). Within sources, because a source that is better on every
+    anchor at once would otherwise look like one shared judgment. ``pc1_share`` near 1 means the teacher gave each
+    record one overall score and repeated it on every anchor (a halo): the rubric then weighs one judgment, however
+    many anchors it names. ``effective`` is the participation ratio (sum of variances)^2 / sum of squares, between 1
+    (one judgment) and the anchor count (independent anchors). None with fewer than 2 anchors or no spread."""
+    if scores.ndim != 2 or scores.shape[1] < 2 or scores.shape[0] < 3:
+        return None
+    src = np.asarray(sources)
+    centred = scores.astype(np.float64).copy()
+    for s in np.unique(src):
+        rows = src == s
+        centred[rows] -= centred[rows].mean(axis=0)
+    variances = np.clip(np.linalg.eigvalsh(np.cov(centred, rowvar=False)), 0.0, None)
+    total = float(variances.sum())
+    if total <= 0:
+        return None
+    return {"anchors": int(scores.shape[1]), "records": int(scores.shape[0]),
+            "pc1_share": round(float(variances[-1]) / total, 3),
+            "effective": round(total ** 2 / float((variances ** 2).sum()), 2),
+            "halo": float(variances[-1]) / total >= HALO_SHARE}
 
 
 def anchor_stats(real: pa.Table, anchors: list[Anchor], end_flag: float,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..anchor_choice import label_dimensionality
 from ..variants import VARIANTS
 from ..config import MiraConfig
 from ..errors import MiraError
@@ -75,7 +76,8 @@ def _label_section(gl: collect.GroupLabels) -> dict[str, Any]:
     names = [a["name"] for a in gl.anchors]
     out: dict[str, Any] = {"group": gl.group, "n": gl.table.num_rows, "examples": gl.examples,
                            "dist_plot": plots.label_distributions(names, [gl.scores(a["id"]) for a in gl.anchors]),
-                           "metrics": gl.metrics, "fid_plot": None, "fallback": [], "tiers": {}}
+                           "metrics": gl.metrics, "fid_plot": None, "fallback": [], "tiers": {},
+                           "dims": _dimensionality(gl)}
     if gl.metrics:
         out["tiers"] = {k: {**v["overall"], "with_twins": v.get("with_twins") or {}}
                         for k, v in gl.metrics.get("tiers", {}).items()}
@@ -96,6 +98,18 @@ def _label_section(gl: collect.GroupLabels) -> dict[str, Any]:
         out["fallback"] = sorted(s for s, m in mask.items() if m.get("fallback"))
         out["reliable"] = {s: len(m.get("anchors", [])) for s, m in mask.items()}
     return out
+
+
+def _dimensionality(gl: collect.GroupLabels) -> dict[str, Any] | None:
+    """The labels' separate judgments (anchor_choice.label_dimensionality) on the real, non-twin records."""
+    t = gl.table
+    if not t.num_rows or not gl.anchors:
+        return None
+    real = np.asarray([not tw for tw in t.column("twin").to_pylist()]) if "twin" in t.column_names \
+        else np.ones(t.num_rows, bool)
+    scores = np.column_stack([gl.scores(a["id"]) for a in gl.anchors])[real]
+    sources = [s for s, keep in zip(t.column("source").to_pylist(), real) if keep]
+    return label_dimensionality(scores, sources)
 
 
 def _nan(x) -> float:
