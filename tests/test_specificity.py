@@ -142,3 +142,19 @@ def test_a_criterion_that_describes_the_scale_or_copies_the_mask_is_unusable():
         "it quotes code ('f', 'n + 1')")
     # numbers that are not scale points stay: a 10-line function, 5.5 points, "at 10%"
     assert form_problems({**GOOD, "score_10": "A record scoring 10 explains a 10-line function at 10% cost."}) == []
+
+
+def test_a_definition_that_repeats_the_criterion_prompts_rules_is_unusable():
+    """What the embedded 1.5B wrote for a qa_think cluster when discovery judged 48 records: the prompt's "never
+    mention a topic, library, ..." rule came back as the criterion's definition."""
+    from mira_select.specificity import echoed_instruction, form_problems
+
+    answered_the_rule = {**GOOD, "definition": "The final answer provided by the user is accurate and does not contain "
+                                               "any topic, library, product, file, person, number, or version from "
+                                               "the examples."}
+    problems = form_problems(answered_the_rule)
+    assert len(problems) == 1 and problems[0].startswith('the definition repeats the instructions ("topic library')
+    assert echoed_instruction(GOOD["definition"]) is None
+    # a level that opens with the prompt's wording still describes a record: only the definition is held to this
+    assert form_problems({**GOOD, "score_0": "A record scoring 0 on this criterion looks like a record with no "
+                                             "steps at all."}) == []

@@ -23,10 +23,12 @@ English frequency alone does not separate these (wordfreq's Zipf: "island" 5.0 a
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Callable
 
 from .teacher.schema import ANCHOR_FIELDS
@@ -212,12 +214,37 @@ _PLACEHOLDER = re.compile(rf"{MASK}|(?<!\w)\.{{3}}")  # the masked rewrite's "�
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")  # `f[1]`, `n + 1`: code quoted from one record's solution
 
 
+ECHO_WORDS = 5  # a run of this many words of the anchor prompt's own instructions is copied, not written
+
+
+def _words(text: str) -> list[str]:
+    return _norm(text).split()
+
+
+@functools.cache
+def _instruction_runs() -> frozenset[tuple[str, ...]]:
+    """Every run of ``ECHO_WORDS`` words in the instructions of the prompt that asks for a criterion."""
+    words = _words(resources.files("mira_select.prompts").joinpath("anchor/base.md").read_text(encoding="utf-8"))
+    return frozenset(tuple(words[i:i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1))
+
+
+def echoed_instruction(text: str) -> str | None:
+    """The first run of words ``text`` copies from the criterion prompt's instructions, or None. A small teacher
+    sometimes answers the rule instead of following it ("The final answer ... does not contain any topic, library,
+    product, file, person, number or version from the examples")."""
+    words, runs = _words(text), _instruction_runs()
+    return next((" ".join(words[i:i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)
+                 if tuple(words[i:i + ECHO_WORDS]) in runs), None)
+
+
 def form_problems(anchor: dict[str, str]) -> list[str]:
     """What makes a criterion unusable whatever its terms (``anchor``: name, definition, score_0/5/10 as the
     teacher wrote them). A small teacher copies the masked points' "…" into the criterion; quotes one solution's
     code (`f[1]`); drifts into another script mid-sentence ("well-组织ed"); and describes the scale instead of
     records: a definition that says what score it gives ("The combined score is 10 because …"), a level that points
-    at another level ("A 5 is neither the 0 nor the 10", "not as detailed as the 10-point version", "the 5th").
+    at another level ("A 5 is neither the 0 nor the 10", "not as detailed as the 10-point version", "the 5th"). It
+    also copies the prompt's own rules into a definition (`echoed_instruction`); only the definition is checked for
+    that, since a level that opens with the prompt's "a record scoring 0 on this criterion" still describes one.
     The label prompt shows these texts to every record, so each of them would be read as a criterion of its own."""
     problems = []
     fields = {k: v for k, v in anchor.items() if k == "name" or k == "definition" or k.startswith("score_")}
@@ -232,6 +259,9 @@ def form_problems(anchor: dict[str, str]) -> list[str]:
     definition = fields.get("definition", "")
     if _SCALE_POINT.search(definition) or _SCALE_META.search(definition):
         problems.append("the definition states a score; say what property of a record the criterion judges")
+    if echo := echoed_instruction(definition):
+        problems.append(f'the definition repeats the instructions ("{echo}"); say what property of a record the '
+                        "criterion judges")
     for key, text in fields.items():
         if not key.startswith("score_") or text == MIDDLE_LEVEL:
             continue

@@ -40,7 +40,8 @@ VOCAB_SAMPLE = 400  # records per group whose terms decide what is record-specif
 # that describe the scale instead of records ("A 5 is neither the 0 nor the 10"); any criterion whose 5 is its only
 # fault gets the neutral middle; every cluster that failed is written once more from masked points
 # v6: in a group of two sources, a term of one source alone is that source's (specificity.TWO_SOURCE_SHARE)
-LOGIC_VERSION = 6
+# v7: a definition that copies a run of the criterion prompt's instructions is rejected (specificity.echoed_instruction)
+LOGIC_VERSION = 7
 
 
 @dataclass
