@@ -199,6 +199,22 @@ def test_warm_cache_seeds_a_new_workspace_once(tmp_path: Path):
     assert seed_warm_cache(ws, shipped) is False  # an existing cache is never overwritten
 
 
+def test_a_teacher_whose_backend_cannot_start_leaves_no_cache_behind(tmp_path: Path):
+    """A misconfigured backend is a user mistake: a clear error, and the workspace as it was (no cache seeded or
+    created for a teacher that never ran)."""
+    from mira_select.config import TeacherConfig
+    from mira_select.errors import MiraError
+    from mira_select.teacher.client import Teacher
+    from mira_select.workspace import Workspace
+
+    shipped = tmp_path / "shipped"
+    ResponseCache(shipped / "teacher.sqlite").put("k1", "m", {"text": "{}"})
+    cfg = TeacherConfig(backend="openai", model="m", warm_cache=str(shipped))
+    with pytest.raises(MiraError, match="needs teacher.base_url"):
+        Teacher(cfg, Workspace(tmp_path / "ws"), stage="label", base_dir=tmp_path)
+    assert not (tmp_path / "ws" / "cache").exists()
+
+
 def test_raw_newlines_inside_json_strings_are_accepted():
     # llama.cpp's JSON grammar lets a model write a literal newline inside a string; the data is still intact
     from mira_select.teacher.schema import _parse
