@@ -5,7 +5,8 @@ anchor is dropped when its labels barely vary (absolute floor, and relative to t
 much of the scale a teacher uses depends on the read-out), when it repeats a kept anchor's name, or, if asked
 (``label.drop_length_following``), when within its sources it mostly ranks records by their length: such an anchor
 is a token counter, not a criterion, and the brief's first complaint about a selection is that it follows length.
-Every anchor's statistics go to ``anchors.json`` for the report, whatever is dropped.
+Every anchor's statistics go to ``anchors.json`` for the report, whatever is dropped; the report also asks
+`label_dimensionality` how many separate judgments the kept anchors' labels carry.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pyarrow.compute as pc
 from .teacher.types import Anchor
 
 LOW, HIGH = 1.0, 9.0  # a label at or below LOW / at or above HIGH sits at an end of the 0-10 scale
-MIN_SOURCE_RECORDS = 8
+MIN_SOURCE_RECORDS = 8  # a source's own Spearman(label, tokens) needs this many labeled records to count
 # Report flag: labels whose first principal component holds this share of their within-source variance are
 # mostly one overall judgment repeated on every anchor (label_dimensionality).
-HALO_SHARE = 0.8  # a source's own Spearman(label, tokens) needs this many labeled records to count
+HALO_SHARE = 0.8
 
 
 def length_rho(scores: np.ndarray, tokens: np.ndarray, sources: list[str]) -> float | None:
