@@ -15,7 +15,10 @@ cells would clear ``student.min_spearman`` even if the student matched the teach
 second run does. A cell the teacher cannot rank consistently is one no student can be made reliable on.
 
 Measured (2026-11-30, demo, embedded 1.5B, plain view): text 40 records: mean-label rho 0.891, per-anchor median
-0.859 (student val rho 0.41); qa 30 records: 0.939 / 0.906 (student 0.70).
+0.859 (student val rho 0.41); qa 30 records: 0.939 / 0.906 (student 0.70). 2026-12-07, qa_think (600 labels),
+``--per-source 30``: 120 calls, 13 min 36 s; mean-label rho 0.939, per-anchor median 0.909; inside its sources
+model_samples 0.864, socratic 0.895, gsm8k_train 0.791, leetcode 0.937, and all 28 (source, anchor) cells at or
+above 0.3 (lowest 0.62): the student's 15 masked cells are the student's, not the teacher's inconsistency.
 """
 
 from __future__ import annotations
