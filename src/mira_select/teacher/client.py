@@ -108,7 +108,7 @@ class Teacher:
         self.cfg = cfg
         self.ws = ws
         self.stage = stage
-        self.backend = backend or make_backend(cfg)  # first: a backend that cannot start leaves no empty cache behind
+        self.backend = backend or make_backend(cfg)  # first: one that cannot start leaves ws/cache/ untouched
         self.cache = workspace_cache(ws, cfg, base_dir or Path("."))
         self.prompts = PromptBuilder(secret=workspace_secret(ws), max_record_tokens=cfg.max_record_tokens,
                                      tokenizer=tokenizer, datamark=cfg.datamark)
