@@ -26,7 +26,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mira_select.anchor_choice import label_dimensionality  # noqa: E402
+from mira_select.anchor_choice import label_dimensionality, real_labels  # noqa: E402
 from mira_select.config import load_config, resolve_local  # noqa: E402
 from mira_select.stages.discover import name_key  # noqa: E402
 from mira_select.workspace import Workspace, read_json  # noqa: E402
@@ -45,12 +45,10 @@ def _label_figures(ws: Workspace, group: str, anchors: list[str]) -> tuple[float
                                        ws.root / "labels" / group / "val.parquet") if p.exists()]
     if not tabs:
         return None, None
-    t = pa.concat_tables(tabs)
-    clean = np.array([not tw for tw in t.column("twin").to_pylist()])
+    t = real_labels(pa.concat_tables(tabs))
     m = np.column_stack([t.column(f"score:{a}").to_numpy(zero_copy_only=False).astype(float) for a in anchors])
-    rho = _spearman(m.mean(axis=1)[clean], t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float)[clean])
-    sources = [s for s, keep in zip(t.column("source").to_pylist(), clean) if keep]
-    return rho, label_dimensionality(m[clean], sources)
+    rho = _spearman(m.mean(axis=1), t.column("n_tokens").to_numpy(zero_copy_only=False).astype(float))
+    return rho, label_dimensionality(m, t.column("source").to_pylist())
 
 
 def _fmt(x: float | None, spec: str) -> str:

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mira_select.anchor_choice import real_labels  # noqa: E402
 from mira_select.config import load_config  # noqa: E402
 from mira_select.students.hashed_linear import WordHasher  # noqa: E402
 from mira_select.students.ridge import fit_ridge  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
     ws = Workspace(cfg.workspace_path)
     labels = ws.root / "labels" / args.group
     table = pa.concat_tables([pq.read_table(labels / f"{s}.parquet") for s in ("train", "val")])
-    table = table.filter(pc.equal(table.column("twin"), ""))
+    table = real_labels(table)
     active = json.loads((labels / "anchors.json").read_text())["active"]
     rows = table.select(["id", "source"]).to_pylist()
     texts = labeled_texts(ws, rows)

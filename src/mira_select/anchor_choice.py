@@ -27,6 +27,14 @@ MIN_SOURCE_RECORDS = 8  # a source's own Spearman(label, tokens) needs this many
 HALO_SHARE = 0.8
 
 
+def real_labels(table: pa.Table) -> pa.Table:
+    """The labeled records themselves, without the corrupted twins: twins train the student, but the teacher's use
+    of the scale, and what its labels measure, are read on real records only."""
+    if not table.num_rows or "twin" not in table.column_names:
+        return table
+    return table.filter(pc.equal(table.column("twin"), ""))
+
+
 def length_rho(scores: np.ndarray, tokens: np.ndarray, sources: list[str]) -> float | None:
     """How far an anchor's labels follow record length *within* sources: the Spearman of label vs. token count in
     each source with enough labeled records, averaged weighted by records. Within, because sources differ in length
@@ -102,7 +110,7 @@ def choose_anchors(table: pa.Table, anchors: list[Anchor], targets: dict[str, in
     dropped or spare. A part where nothing qualifies keeps its most varied anchor."""
     from .stages.discover import name_key
 
-    real = table.filter(pc.equal(table.column("twin"), "")) if table.num_rows else table
+    real = real_labels(table)
     stats = anchor_stats(real, anchors, end_flag, length_flag)
     spreads = [st["std"] for st in stats.values()]
     floor = max(min_std, min_std_ratio * float(np.median(spreads))) if spreads else min_std

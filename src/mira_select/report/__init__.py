@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..anchor_choice import label_dimensionality
+from ..anchor_choice import label_dimensionality, real_labels
 from ..variants import VARIANTS
 from ..config import MiraConfig
 from ..errors import MiraError
@@ -102,14 +102,12 @@ def _label_section(gl: collect.GroupLabels) -> dict[str, Any]:
 
 def _dimensionality(gl: collect.GroupLabels) -> dict[str, Any] | None:
     """The labels' separate judgments (anchor_choice.label_dimensionality) on the real, non-twin records."""
-    t = gl.table
-    if not t.num_rows or not gl.anchors:
+    real = real_labels(gl.table)
+    if not real.num_rows or not gl.anchors:
         return None
-    real = np.asarray([not tw for tw in t.column("twin").to_pylist()]) if "twin" in t.column_names \
-        else np.ones(t.num_rows, bool)
-    scores = np.column_stack([gl.scores(a["id"]) for a in gl.anchors])[real]
-    sources = [s for s, keep in zip(t.column("source").to_pylist(), real) if keep]
-    return label_dimensionality(scores, sources)
+    scores = np.column_stack([real.column(f"score:{a['id']}").to_numpy(zero_copy_only=False).astype(float)
+                              for a in gl.anchors])
+    return label_dimensionality(scores, real.column("source").to_pylist())
 
 
 def _nan(x) -> float:
