@@ -8,6 +8,7 @@ rubric discovery embed thousands of short texts, where the full transformer (~30
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -86,8 +87,17 @@ class Embedder:
         return target
 
     def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """L2-normalized float32 embeddings; long texts are cut to their first ``max_chars`` characters."""
+        """L2-normalized float32 embeddings; long texts are cut to their first ``max_chars`` characters. Inside
+        `remembered_embeddings` each distinct cut text is embedded once."""
         cut = [t[: self.max_chars] for t in texts]
+        if _memo is None:
+            return self._encode(cut, batch_size)
+        new = list(dict.fromkeys(t for t in cut if (self.id, t) not in _memo))
+        if new:
+            _memo.update(((self.id, t), v) for t, v in zip(new, self._encode(new, batch_size)))
+        return np.stack([_memo[(self.id, t)] for t in cut]) if cut else self._encode(cut, batch_size)
+
+    def _encode(self, cut: list[str], batch_size: int) -> np.ndarray:
         if self.name == "minilm-static":
             vecs = self._model.encode(cut, batch_size=batch_size, show_progress_bar=False)
         else:
@@ -95,6 +105,21 @@ class Embedder:
         vecs = np.asarray(vecs, dtype=np.float32)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
+
+
+_memo: dict[tuple[str, str], np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def remembered_embeddings():
+    """Inside, each distinct text is embedded once per embedder: `mira train` fits a group's labels once per fold and
+    tier, and the transformer embedder (~40 texts/s on 2 cores) would otherwise dominate the fits."""
+    global _memo
+    outer, _memo = _memo, {} if _memo is None else _memo
+    try:
+        yield
+    finally:
+        _memo = outer
 
 
 @functools.lru_cache(maxsize=2)

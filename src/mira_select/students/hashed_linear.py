@@ -12,6 +12,10 @@ matrix (built straight from the hashes, no sorting) with a dense [buckets, ancho
 one extra dense feature (teachers' scores track length, and a mean cannot see it). With ``structure`` the dense
 structural signals of students/structure.py (repetition, compressibility, line layout, character make-up),
 standardized on the training texts, join it: a mean of n-grams cannot see a repeated tool call or a shuffled file.
+With ``embedder`` (``minilm``: the packaged transformer) the record's sentence embedding joins them too, its weight
+against the n-grams chosen per anchor by leave-one-out (ridge.fit_ridge_with_block): an n-gram mean reads which
+words a record uses, not how its sentences go together, and on the demo's reasoning records the teacher's ranking
+inside a source follows the latter more (bench/student_within_source.py).
 """
 
 from __future__ import annotations
@@ -20,15 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from ..embed import get_embedder
 from ..hashing import MIX, batches, indptr, tokenize_batch
 from .base import Student, check_targets
 from .structure import StructureScaler
-from .ridge import clip_scores, fit_ridge
+from .ridge import clip_scores, fit_ridge, fit_ridge_with_block
 
 _STEP = np.uint64(0x100000001B3)
 # Mean-pooled features are tiny (1/n per feature); a constant scale keeps ridge's penalty grid in a sane range.
 _SCALE = 100.0
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+# Candidate weights of the embedding block against the scaled n-gram means (unit-length embeddings; leave-one-out
+# picks one per anchor, so the grid only has to span the plausible balance).
+EMBED_SCALES = (1.0, 3.0, 10.0)
 
 
 class WordHasher:
@@ -72,8 +80,11 @@ class HashedLinearStudent(Student):
     kind = "hashed_linear"
 
     def __init__(self, anchors: list[str], bits: int = 20, bigrams: bool = True, max_chars: int = 20_000,
-                 structure: bool = False, **extra: Any):
+                 structure: bool = False, embedder: str | None = None, **extra: Any):
+        if embedder is not None:  # only then in params: students saved before the option load unchanged
+            extra = {"embedder": embedder, "embed_scales": list(extra.pop("embed_scales", EMBED_SCALES)), **extra}
         super().__init__(anchors, bits=bits, bigrams=bigrams, max_chars=max_chars, structure=structure, **extra)
+        self.embedder = embedder
         self.hasher = WordHasher(bits, bigrams, max_chars)
         self.structure = structure
         self._table: np.ndarray | None = None  # [2**bits, k] weight per bucket (scaled), dense for fast gathers
@@ -81,6 +92,7 @@ class HashedLinearStudent(Student):
         self._intercept = np.zeros(len(anchors), np.float32)
         self._scaler = StructureScaler(structure)
         self._struct_w = np.zeros((len(self._scaler.mean), len(anchors)), np.float32)
+        self._embed_w = np.zeros((0, len(anchors)), np.float32)  # [embedding dim, k] when ``embedder`` is set
 
     def fit(self, texts: list[str], y: np.ndarray, sources: list[str]) -> "HashedLinearStudent":
         from scipy import sparse
@@ -92,7 +104,14 @@ class HashedLinearStudent(Student):
         # Only the columns some training text uses (~5 % of the 2**bits buckets): ridge gives unused columns a zero
         # weight anyway, and sklearn's solver works on the whole width (measured 10x faster on 172 labels).
         used = np.unique(x.indices)
-        coef_used, self._intercept, alpha = fit_ridge(x[:, used], y, alphas=ALPHAS)
+        if self.embedder is None:
+            coef_used, self._intercept, alpha = fit_ridge(x[:, used], y, alphas=ALPHAS)
+        else:
+            fitted, self._intercept, alpha, scale = fit_ridge_with_block(
+                x[:, used], get_embedder(self.embedder).encode(texts), y,
+                tuple(self.params["embed_scales"]), alphas=ALPHAS)
+            coef_used, self._embed_w = fitted[:, :len(used)], np.ascontiguousarray(fitted[:, len(used):].T)
+            self.params["embed_scale"] = scale.tolist()
         coef = np.zeros((coef_used.shape[0], x.shape[1]), np.float32)
         coef[:, used] = coef_used
         self.params["alpha"] = alpha.tolist()
@@ -120,12 +139,15 @@ class HashedLinearStudent(Student):
             out[lo:hi] = sums / np.maximum(count, 1)[:, None] + log_len[:, None] * self._length_w + self._intercept
             if self.structure:
                 out[lo:hi] += self._scaler.transform(texts[lo:hi]) @ self._struct_w
+            if self.embedder is not None:
+                out[lo:hi] += get_embedder(self.embedder).encode(texts[lo:hi]) @ self._embed_w
         return clip_scores(out)
 
     def _weights(self) -> dict[str, np.ndarray]:
         nz = np.flatnonzero(np.any(self._table != 0, axis=1))  # only buckets seen in training carry weight
         return {"bucket": nz.astype(np.int64), "rows": self._table[nz], "length_w": self._length_w,
-                "intercept": self._intercept, "struct_w": self._struct_w, **self._scaler.weights()}
+                "intercept": self._intercept, "struct_w": self._struct_w, **self._scaler.weights(),
+                **({"embed_w": self._embed_w} if self.embedder is not None else {})}
 
     def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
         self._table = np.zeros((1 << self.hasher.bits, len(self.anchors)), np.float32)
@@ -134,4 +156,6 @@ class HashedLinearStudent(Student):
         self._intercept = arrays["intercept"].astype(np.float32)
         if "struct_w" in arrays:
             self._struct_w = arrays["struct_w"].astype(np.float32)
+        if self.embedder is not None:
+            self._embed_w = arrays["embed_w"].astype(np.float32)
         self._scaler.set_weights(arrays)

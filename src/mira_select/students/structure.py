@@ -18,6 +18,7 @@ import zlib
 
 import numpy as np
 
+from ..embed import remembered_embeddings
 from ..hashing import cap_text
 
 FEATURES = (
@@ -78,12 +79,14 @@ _memo: dict[str, np.ndarray] | None = None
 
 @contextlib.contextmanager
 def remembered():
-    """Inside, each distinct text's signals are computed once: `mira train` fits a group's few hundred labels ~11
-    times (folds x tiers with signals, then the kept student), and the signals cost more than the fits."""
+    """Inside, each distinct text's signals (and embeddings, `embed.remembered_embeddings`) are computed once:
+    `mira train` fits a group's few hundred labels ~11 times (folds x tiers, then the kept student), and the
+    signals cost more than the fits."""
     global _memo
     outer, _memo = _memo, {} if _memo is None else _memo
     try:
-        yield
+        with remembered_embeddings():
+            yield
     finally:
         _memo = outer
 
