@@ -3,6 +3,8 @@ near-duplicate anchors, and the scores-only answer format (schema, validation, e
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -222,6 +224,38 @@ def test_length_stratified_samples_are_nested(tmp_path):
     small = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=30, seed=1)]
     large = [r.id for r in length_stratified_sample(ws, ["a", "b", "c"], n=120, seed=1)]
     assert large[:30] == small and len(set(large)) == 120
+
+
+def test_samples_stay_nested_beyond_the_reservoir_and_keep_every_length_bin(tmp_path):
+    """Past ``pool`` records per source the order goes on by a seeded id hash: any two sizes are nested, every length
+    bin of the base keeps its turn, a small source gives what it has and the others fill in."""
+    rng = np.random.default_rng(4)
+    sizes = {"a": rng.integers(5, 900, 700).tolist(), "b": sorted(rng.integers(5, 50, 380).tolist() + [3000] * 20),
+             "c": [4, 5, 6, 7, 8]}
+    ws = _ws_with_lengths(tmp_path, sizes)
+    draws = {n: [r for r in length_stratified_sample(ws, list(sizes), n=n, seed=2, pool=16)]
+             for n in (10, 45, 200, 900, 1200)}
+    for small, large in ((10, 45), (45, 200), (200, 900), (900, 1200)):
+        assert [r.id for r in draws[large][:small]] == [r.id for r in draws[small]], (small, large)
+    everything = draws[1200]
+    assert len(everything) == 1105 and len({r.id for r in everything}) == 1105  # every record once, none twice
+    # the first 200: both large sources give ~ the same share, c all of its 5
+    got = {s: [r for r in draws[200] if r.source == s] for s in sizes}
+    assert len(got["c"]) == 5 and abs(len(got["a"]) - len(got["b"])) <= 1
+    # past the reservoir (16 per source) every length bin of b keeps its turn: as many from each as it has
+    from mira_select.sampling import reservoir_sample
+
+    edges = _quantile_edges([r.n_tokens for r in reservoir_sample(ws, ["b"], n=16, seed=2)["b"]], 4)
+    has = Counter(length_bin(n, edges) for n in sizes["b"])
+    took = Counter(length_bin(r.n_tokens, edges) for r in got["b"])
+    share = len(got["b"]) // len(has)
+    assert len(has) >= 3 and all(took[b] >= min(has[b], share - 1) for b in has), (has, took)
+    # the base is the seeded reservoir of `pool`, as before: a sample within it does not read further
+    base = length_stratified_sample(ws, list(sizes), n=30, seed=2, pool=16)
+    assert [r.id for r in base] == [r.id for r in draws[200][:30]]
+    # a different seed is a different order
+    assert [r.id for r in length_stratified_sample(ws, list(sizes), n=200, seed=3, pool=16)] != \
+        [r.id for r in draws[200]]
 
 
 def test_reservoir_sample_reads_texts_of_the_winners_only_and_matches_a_one_pass_reservoir(tmp_path, monkeypatch):

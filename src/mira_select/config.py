@@ -270,6 +270,11 @@ class LabelConfig(_PerGroup):
     max_record_tokens: int | None = Field(None, gt=0, description="record cut for labeling (default: the "
                                                                     "teacher's max_record_tokens)")
     length_bins: int = Field(4, gt=0, description="token-count quantile bins per source the sample is spread over")
+    sample_pool: int = Field(
+        256, ge=2, description="records per source in the seeded reservoir a sample starts from (its length-bin "
+                               "edges and first records); beyond it, records follow by a seeded id hash. Samples "
+                               "are nested at any size: raising records_per_group only adds labels. Changing this "
+                               "redraws every sample")
     twins: bool = Field(True, description="add teacher-scored corrupted copies of sampled records (train split)")
     twins_share: float = Field(0.15, ge=0, le=1, description="twins per group, as a share of records_per_group")
     explained: int = Field(8, ge=0, description="records per group also labeled with evidence + rationale (report)")

@@ -1,4 +1,4 @@
-"""Seeded, streaming samples of workspace records (reservoir sampling per key).
+"""Seeded, streaming samples of workspace records (reservoir and priority sampling per key).
 
 Stages sample the corpus many times (teacher check, grouping, discovery, labeling). Reading shards batch by batch
 and keeping only ``n`` records per key keeps memory independent of corpus size, and a seed per key makes every
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import math
 import random
 from dataclasses import dataclass
@@ -92,31 +93,70 @@ def round_robin_sample(ws: Workspace, sources: list[str], n: int, seed: int) -> 
 POOL_PER_SOURCE = 256
 
 
-def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int,
-                             bins: int = 4) -> list[SampledRecord]:
+def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: int, bins: int = 4,
+                             pool: int = POOL_PER_SOURCE) -> list[SampledRecord]:
     """About n records spread evenly over the sources and, within a source, over its length quantile bins.
 
     A uniform sample of a source is mostly its typical length; a student trained on it never sees the source's
-    short and long ends and then ranks them by length alone. Each source's reservoir holds a fixed 256 records (more
-    only when its share is larger); they are binned by token-count quantile and taken round-robin over the bins, so
-    every bin is represented before any bin gives a second record. The fixed pool makes samples nested: the sample of
-    n is the first n of the sample of any larger n, so raising ``label.records_per_group`` only adds labels -- while
-    each source's share stays at or below POOL_PER_SOURCE / 2. Above that the pool is twice the share, and a reservoir
-    of another size holds other records, so a larger sample is largely a new one (the demo's qa_think, 300 -> 600 over
-    4 sources: 134 of the 300 kept). A priority (bottom-k) pool would be nested at any size, but changes every
-    sample drawn so far, so it waits for a planned relabel.
+    short and long ends and then ranks them by length alone. Each source's order is fixed by the seed and ``pool``,
+    never by n, so samples are nested: the sample of n is the first n of the sample of any larger n, and raising
+    ``label.records_per_group`` only adds labels (the teacher cache answers the earlier ones). The order: a seeded
+    reservoir of ``pool`` records, binned by its token-count quantiles and taken round-robin over the bins (every bin
+    is represented before any gives a second record); then, only when a source may be asked for more than ``pool``,
+    its other records binned by the same edges, each bin in the order of a seeded hash of the record id (a
+    priority sample: the k lowest of a larger k are the same records), round-robin again.
     """
-    per = math.ceil(n / max(len(sources), 1))
-    pools = reservoir_sample(ws, sources, n=max(POOL_PER_SOURCE, per * 2), seed=seed)
-    queues = []
-    for s in sources:
-        pool = pools.get(s, [])
-        edges = _quantile_edges([r.n_tokens for r in pool], bins)
-        by_bin: list[list[SampledRecord]] = [[] for _ in range(len(edges) + 1)]
-        for r in pool:
-            by_bin[bisect.bisect_right(edges, r.n_tokens)].append(r)
-        queues.append(_interleave([b for b in by_bin if b], len(pool)))
-    return _interleave(queues, n)
+    pools = reservoir_sample(ws, sources, n=pool, seed=seed)
+    edges = {s: _quantile_edges([r.n_tokens for r in pools.get(s, [])], bins) for s in sources}
+    queues = {s: _binned_order(pools.get(s, []), edges[s]) for s in sources}
+    full = [s for s in sources if len(queues[s]) >= pool]  # a short reservoir is the whole source
+    if n > pool and full:
+        extra = _priority_beyond(ws, full, n - pool, seed, edges, {s: {r.id for r in pools[s]} for s in full})
+        for s in full:
+            queues[s] += extra[s]
+    return _interleave([queues[s] for s in sources], n)
+
+
+def _binned_order(records: list[SampledRecord], edges: list[float]) -> list[SampledRecord]:
+    """``records`` binned by ``edges``, each bin keeping their order, taken round-robin over the non-empty bins."""
+    by_bin: list[list[SampledRecord]] = [[] for _ in range(len(edges) + 1)]
+    for r in records:
+        by_bin[length_bin(r.n_tokens, edges)].append(r)
+    return _interleave([b for b in by_bin if b], len(records))
+
+
+def _priority_beyond(ws: Workspace, sources: list[str], k: int, seed: int, edges: dict[str, list[float]],
+                     taken: dict[str, set[str]]) -> dict[str, list[SampledRecord]]:
+    """Per source, up to k records of each length bin outside ``taken``, lowest seeded id hash first, in
+    `_binned_order`. Reads ids and token counts of every row, texts of the winners only; memory is bins x k per
+    source. A bin never runs out within the first k taken unless the source has no more of it, so the order's first
+    m records do not depend on k >= m."""
+    out: dict[str, list[SampledRecord]] = {}
+    for source in sources:
+        shards = [(source, shard) for shard in ws.record_shards(source)]
+        heaps: list[list[tuple[int, int, int]]] = [[] for _ in range(len(edges[source]) + 1)]
+        for si, (_, shard) in enumerate(shards):
+            row0 = 0
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=8192, columns=["id", "n_tokens"]):
+                d = batch.to_pydict()
+                for i, (rid, n_tok) in enumerate(zip(d["id"], d["n_tokens"])):
+                    if rid in taken[source]:
+                        continue
+                    heap = heaps[length_bin(n_tok, edges[source])]
+                    entry = (-_priority(seed, source, rid), si, row0 + i)  # a max-heap of the k lowest
+                    if len(heap) < k:
+                        heapq.heappush(heap, entry)
+                    elif entry > heap[0]:
+                        heapq.heapreplace(heap, entry)
+                row0 += batch.num_rows
+        ranked = sorted((-neg, si, row) for heap in heaps for neg, si, row in heap)
+        records = _read_rows(shards, {(si, row) for _, si, row in ranked})
+        out[source] = _binned_order([records[(si, row)] for _, si, row in ranked], edges[source])
+    return out
+
+
+def _priority(seed: int, source: str, record_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{source}:{record_id}".encode(), digest_size=8).digest(), "little")
 
 
 def length_bin(n_tokens: int, edges: list[float]) -> int:

@@ -133,7 +133,8 @@ class LabelStage(TeacherStage):
 
     def sample(self, group: str, sources: list[str]) -> list[SampledRecord]:
         lc = self.settings(group)
-        return length_stratified_sample(self.ws, sources, lc.records_per_group, seed=lc.seed, bins=lc.length_bins)
+        return length_stratified_sample(self.ws, sources, lc.records_per_group, seed=lc.seed, bins=lc.length_bins,
+                                        pool=lc.sample_pool)
 
     def n_twins(self, group: str) -> int:
         lc = self.settings(group)
