@@ -14,8 +14,8 @@ structural signals of students/structure.py (repetition, compressibility, line l
 standardized on the training texts, join it: a mean of n-grams cannot see a repeated tool call or a shuffled file.
 With ``embedder`` (``minilm``: the packaged transformer) the record's sentence embedding joins them too, its weight
 against the n-grams chosen per anchor by leave-one-out (ridge.fit_ridge_with_block): an n-gram mean reads which
-words a record uses, not how its sentences go together, and on the demo's reasoning records the teacher's ranking
-inside a source follows the latter more (bench/student_within_source.py).
+words a record uses, not how its sentences go together. Opt-in: the transformer scores ~40 records/s on 2 cores,
+and on the demo it did not earn that (README, `student.kind`).
 """
 
 from __future__ import annotations

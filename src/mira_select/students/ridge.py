@@ -47,11 +47,8 @@ def fit_ridge_with_block(x, block: np.ndarray, y: np.ndarray, scales: tuple[floa
             best = [a.copy() for a in fit] + [np.full(y.shape[1], s, np.float32)]
             continue
         better = fit[0] > best[0]
-        best[0][better] = fit[0][better]
-        best[1][better] = fit[1][better]
-        best[2][better] = fit[2][better]
-        best[3][better] = fit[3][better]
-        best[4][better] = s
+        for kept, new in zip(best, (*fit, np.full(y.shape[1], s, np.float32))):
+            kept[better] = new[better]
     return best[1], best[2], best[3], best[4]
 
 
