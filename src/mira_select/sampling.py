@@ -12,6 +12,7 @@ import hashlib
 import heapq
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,11 +110,16 @@ def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: in
     pools = reservoir_sample(ws, sources, n=pool, seed=seed)
     edges = {s: _quantile_edges([r.n_tokens for r in pools.get(s, [])], bins) for s in sources}
     queues = {s: _binned_order(pools.get(s, []), edges[s]) for s in sources}
-    full = [s for s in sources if len(queues[s]) >= pool]  # a short reservoir is the whole source
-    if n > pool and full:
-        extra = _priority_beyond(ws, full, n - pool, seed, edges, {s: {r.id for r in pools[s]} for s in full})
-        for s in full:
-            queues[s] += extra[s]
+    order = _interleave([queues[s] for s in sources], n)
+    # Only a source whose whole reservoir was taken can reach the records beyond it (a short reservoir is the whole
+    # source); extending the others would change nothing, so their records are not read again.
+    taken = Counter(r.source for r in order)
+    beyond = [s for s in sources if len(queues[s]) >= pool and taken[s] >= pool]
+    if not beyond:
+        return order
+    extra = _priority_beyond(ws, beyond, n - pool, seed, edges, {s: {r.id for r in pools[s]} for s in beyond})
+    for s in beyond:
+        queues[s] += extra[s]
     return _interleave([queues[s] for s in sources], n)
 
 
