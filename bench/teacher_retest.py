@@ -66,7 +66,7 @@ def main() -> None:
     active = set(json.loads((ws.root / "labels" / args.group / "anchors.json").read_text())["active"])
     rubric = load_rubric(ws, args.group)
     anchors = [a for a in anchors_of(rubric) if a.id in active]
-    rows = _rows(ws, args.group, args.n, args.per_source)
+    rows = label_rows(ws, args.group, args.n, args.per_source)
     texts = labeled_texts(ws, rows)
     fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
     # a fresh workspace: its own secret (so new nonces) and no warm cache
@@ -92,7 +92,8 @@ def main() -> None:
         _per_source(kept, anchors, cfg.student.min_spearman)
 
 
-def _rows(ws: Workspace, group: str, n: int, per_source: int) -> list[dict]:
+def label_rows(ws: Workspace, group: str, n: int, per_source: int) -> list[dict]:
+    """The first n real (non-twin) validation labels, or with ``per_source`` that many real labels of every source."""
     labels = ws.root / "labels" / group
     if not per_source:
         return [r for r in pq.read_table(labels / "val.parquet").to_pylist() if not r.get("twin")][:n]
