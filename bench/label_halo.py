@@ -23,9 +23,7 @@ record is the model's: separate prompts (7-10x the calls) make the anchors no mo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,11 +33,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mira_select.anchor_choice import label_dimensionality  # noqa: E402
-from mira_select.config import load_config  # noqa: E402
-from mira_select.rubric import anchors_of, load_rubric  # noqa: E402
-from mira_select.teacher.client import Teacher  # noqa: E402
-from mira_select.workspace import Workspace  # noqa: E402
-from teacher_retest import label_rows, labeled_texts  # noqa: E402
+from teacher_retest import relabel_setup  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,18 +52,8 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=10, help="real labeled records per source")
     ap.add_argument("--workspace", default=None, help="the run's own cache and secret (reuse it: 0 calls)")
     args = ap.parse_args()
-    cfg = load_config(Path(args.config))
-    ws = Workspace(cfg.workspace_path)
-    active = set(json.loads((ws.root / "labels" / args.group / "anchors.json").read_text())["active"])
-    rubric = load_rubric(ws, args.group)
-    anchors = [a for a in anchors_of(rubric) if a.id in active]
-    rows = label_rows(ws, args.group, 0, args.per_source)
-    texts = labeled_texts(ws, rows)
-    fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
-    cut = cfg.label.for_group(args.group).max_record_tokens or cfg.teacher.max_record_tokens
-    tc = cfg.teacher.model_copy(update={"warm_cache": None, "max_record_tokens": cut})
-    own = Workspace(Path(args.workspace or tempfile.mkdtemp(prefix="mira-halo-")))
-    teacher = Teacher(tc, own, stage="halo", tokenizer=cfg.tokenizer)
+    _, anchors, rows, texts, fmt, teacher = relabel_setup(Path(args.config), args.group, 0, args.per_source,
+                                                          args.workspace, "halo")
     start = time.monotonic()
     alone = np.full((len(rows), len(anchors)), np.nan)
     try:
@@ -90,10 +74,12 @@ def main() -> None:
         dim = label_dimensionality(table, list(sources)) or {}
         print(f"  {name:<40} 1st component within sources {dim.get('pc1_share', float('nan')):.0%}, "
               f"effective anchors {dim.get('effective', float('nan')):.2f} of {len(anchors)}")
-    print("  per anchor, joint vs alone: Spearman pooled / within sources (mean over sources); mean shift alone - joint")
+    print("  per anchor, joint vs alone: Spearman pooled / within sources (mean over sources); "
+          "mean shift alone - joint")
     for j, a in enumerate(anchors):
         print(f"    {a.id} {a.name[:32]:<32} {spearmanr(joint[:, j], alone[:, j]).statistic:6.3f} / "
-              f"{within_source_rho(joint[:, j], alone[:, j], sources):6.3f}   {np.mean(alone[:, j] - joint[:, j]):+.2f}")
+              f"{within_source_rho(joint[:, j], alone[:, j], sources):6.3f}   "
+              f"{np.mean(alone[:, j] - joint[:, j]):+.2f}")
     mean_j, mean_a = joint.mean(axis=1), alone.mean(axis=1)
     print(f"  mean label, joint vs alone: Spearman {spearmanr(mean_j, mean_a).statistic:.3f}, within sources "
           f"{within_source_rho(mean_j, mean_a, sources):.3f}")

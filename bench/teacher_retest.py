@@ -61,19 +61,8 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=0, help="instead of -n: this many real records per source")
     ap.add_argument("--workspace", default=None, help="where the re-test's own cache and secret live (reuse: 0 calls)")
     args = ap.parse_args()
-    cfg = load_config(Path(args.config))
-    ws = Workspace(cfg.workspace_path)
-    active = set(json.loads((ws.root / "labels" / args.group / "anchors.json").read_text())["active"])
-    rubric = load_rubric(ws, args.group)
-    anchors = [a for a in anchors_of(rubric) if a.id in active]
-    rows = label_rows(ws, args.group, args.n, args.per_source)
-    texts = labeled_texts(ws, rows)
-    fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
-    # a fresh workspace: its own secret (so new nonces) and no warm cache
-    cut = cfg.label.max_record_tokens or cfg.teacher.max_record_tokens
-    tc = cfg.teacher.model_copy(update={"warm_cache": None, "max_record_tokens": cut})
-    own = Workspace(Path(args.workspace or tempfile.mkdtemp(prefix="mira-retest-")))
-    teacher = Teacher(tc, own, stage="retest", tokenizer=cfg.tokenizer)
+    cfg, anchors, rows, texts, fmt, teacher = relabel_setup(Path(args.config), args.group, args.n,
+                                                            args.per_source, args.workspace, "retest")
     try:
         results = teacher.run(lambda i, f, x: teacher.label(i, f, x, anchors),
                               [(r["id"], fmt, texts[r["id"]]) for r in rows])
@@ -90,6 +79,23 @@ def main() -> None:
           f"{float(np.abs(first - again).mean()):.3f}")
     if args.per_source:
         _per_source(kept, anchors, cfg.student.min_spearman)
+
+
+def relabel_setup(config: Path, group: str, n: int, per_source: int, workspace: str | None, stage: str):
+    """-> (config, active anchors, labeled rows, their texts, prompt format, teacher) of a finished workspace's
+    group. The teacher works in a workspace of its own (``workspace`` or a fresh one: its own secret, so new nonces,
+    and no warm cache) and sees records as `mira label` did (the group's record cut)."""
+    cfg = load_config(config)
+    ws = Workspace(cfg.workspace_path)
+    active = set(json.loads((ws.root / "labels" / group / "anchors.json").read_text())["active"])
+    rubric = load_rubric(ws, group)
+    anchors = [a for a in anchors_of(rubric) if a.id in active]
+    rows = label_rows(ws, group, n, per_source)
+    fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
+    cut = cfg.label.for_group(group).max_record_tokens or cfg.teacher.max_record_tokens
+    tc = cfg.teacher.model_copy(update={"warm_cache": None, "max_record_tokens": cut})
+    own = Workspace(Path(workspace or tempfile.mkdtemp(prefix=f"mira-{stage}-")))
+    return cfg, anchors, rows, labeled_texts(ws, rows), fmt, Teacher(tc, own, stage=stage, tokenizer=cfg.tokenizer)
 
 
 def label_rows(ws: Workspace, group: str, n: int, per_source: int) -> list[dict]:
