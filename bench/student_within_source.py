@@ -9,6 +9,8 @@ an upper bound on the cells the mask keeps. Variants of what the student sees, e
     sources   + one indicator column per source (between-source shifts need no n-gram to carry them)
     within    fitted on each source's deviations from its training mean, the means added back
     cut       the text cut as the label prompt cut it (head + tail, ``label.max_record_tokens``)
+    minilm    + the full MiniLM sentence embedding, its weight per anchor by leave-one-out (the opt-in
+              ``student.params.hashed_linear.embedder: minilm``)
 
 ``--curve`` repeats the base variant on 50 / 75 / 100 % of each source's labels, three draws each (the fold draw
 alone moves the count; read differences against that spread).
@@ -18,7 +20,8 @@ alone moves the count; read differences against that spread).
 Measured (2026-12-07, demo qa_think, 600 labels, 150 per source): cells >= .3 of 28: base 13, sources 13, within 12,
 cut 12 (structure features read from the cut text too); curve 12 / 9 / 12 at 50 %, 8 / 17 / 8 at 75 %, 13 / 14 / 13
 at 100 %; think_gsm8k_socratic 0-1 of 7 at every size. The teacher against itself (bench/teacher_retest.py
---per-source 30) clears all 28.
+--per-source 30) clears all 28. minilm 14 (15 and 15 with fold seeds 1 and 2); in `mira train` as an auto
+tier, with twins and the stage's folds, it kept 12 (README, `student.kind`), so it stays opt-in.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mira_select.anchor_choice import real_labels  # noqa: E402
 from mira_select.config import load_config  # noqa: E402
 from mira_select.students.hashed_linear import WordHasher  # noqa: E402
-from mira_select.students.ridge import fit_ridge  # noqa: E402
+from mira_select.embed import get_embedder  # noqa: E402
+from mira_select.students.hashed_linear import EMBED_SCALES  # noqa: E402
+from mira_select.students.ridge import fit_ridge, fit_ridge_with_block  # noqa: E402
 from mira_select.students.structure import StructureScaler  # noqa: E402
 from mira_select.teacher.prompts import truncate_tokens  # noqa: E402
 from mira_select.workspace import Workspace  # noqa: E402
 from teacher_retest import labeled_texts  # noqa: E402
 
-VARIANTS = ("base", "sources", "within", "cut")
+VARIANTS = ("base", "sources", "within", "cut", "minilm")
 
 
 def features(texts: list[str]):
@@ -53,7 +58,10 @@ def features(texts: list[str]):
                           sparse.csr_matrix(StructureScaler(True).fit(texts))]).tocsr()
 
 
-def out_of_fold(x, y: np.ndarray, src: np.ndarray, fold: np.ndarray, within: bool) -> np.ndarray:
+def out_of_fold(x, y: np.ndarray, src: np.ndarray, fold: np.ndarray, within: bool,
+                block: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold predictions; ``block``: dense columns weighed against ``x`` per anchor
+    (ridge.fit_ridge_with_block)."""
     pred = np.zeros_like(y)
     for f in np.unique(fold):
         tr, te = fold != f, fold == f
@@ -62,8 +70,12 @@ def out_of_fold(x, y: np.ndarray, src: np.ndarray, fold: np.ndarray, within: boo
         if within:
             target -= np.array([means[s] for s in src[tr]])
         used = np.unique(x[tr].indices)
-        coef, intercept, _ = fit_ridge(x[tr][:, used], target)
-        pred[te] = x[te][:, used] @ coef.T + intercept
+        if block is None:
+            coef, intercept, _ = fit_ridge(x[tr][:, used], target)
+            pred[te] = x[te][:, used] @ coef.T + intercept
+        else:
+            coef, intercept, _, _ = fit_ridge_with_block(x[tr][:, used], block[tr], target, EMBED_SCALES)
+            pred[te] = sparse.hstack([x[te][:, used], sparse.csr_matrix(block[te])]).tocsr() @ coef.T + intercept
         if within:
             pred[te] += np.array([means[s] for s in src[te]])
     return pred
@@ -108,7 +120,8 @@ def main() -> None:
             x = sparse.hstack([x_full, sparse.csr_matrix(onehot)]).tocsr()
         elif variant == "cut":
             x = features([truncate_tokens(t, cut, cfg.tokenizer) for t in full])
-        pred = out_of_fold(x, y, src, fold, within=variant == "within")
+        block = get_embedder("minilm").encode(full) if variant == "minilm" else None
+        pred = out_of_fold(x, y, src, fold, within=variant == "within", block=block)
         cells = passing_cells(pred, y, src, bar)
         overall = spearmanr(pred.mean(axis=1), y.mean(axis=1)).statistic
         print(f"  {variant:<8} {sum(cells.values()):>3}/{len(active) * len(cells)}  overall rho {overall:.3f}  "
