@@ -118,6 +118,25 @@ def test_student_config_change_redoes_train_score_select_only(base, tmp_path):
     assert _not_current(_status(d)) == {}
 
 
+def test_a_setting_only_the_label_final_pass_reads_does_not_rerun_its_chunks(base, tmp_path):
+    """How anchors are chosen or flagged, or labels split, is decided after every teacher call: such a change
+    re-runs the final pass over the finished chunks, not the chunks through the teacher cache."""
+    d = _copy(base, tmp_path / "final-only")
+    chunks = sorted((d / "ws").glob("_work/label/*/chunk-*.parquet")) + \
+        sorted((d / "ws").glob("_done/label/*/chunk-*.json"))
+    assert len(chunks) >= 4
+    before = {p: p.stat().st_mtime_ns for p in chunks}
+    cfg = yaml.safe_load((d / "mira.yaml").read_text())
+    cfg["label"]["end_share_flag"] = 0.9  # a report flag (was the default 0.6)
+    cfg["label"]["val_share"] = 0.3
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert _not_current(_status(d))["label"] == {"agent/_final", "code/_final"}
+    last = _run(d)
+    assert "label" in _ran(last) and last["teacher"]["calls"] == 0
+    assert {p: p.stat().st_mtime_ns for p in chunks} == before  # no chunk written or marked again
+    assert _not_current(_status(d)) == {}
+
+
 def test_one_changed_source_file_redoes_that_source_and_its_dependents_only(base, tmp_path):
     d = _copy(base, tmp_path / "source")
     ws = d / "ws"

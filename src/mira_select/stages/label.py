@@ -76,6 +76,11 @@ class LabelItem:
     explain: bool = False
 
 
+# Label settings read only by the final pass (splits, quarantine, anchor choice and flags), after every teacher call
+FINAL_PASS_ONLY = frozenset({"val_share", "min_val", "injection_threshold", "min_std", "min_std_ratio",
+                             "end_share_flag", "length_rho_flag", "drop_length_following"})
+
+
 def split_of(record_id: str, source_rank: int, n_source: int, val_share: float, min_val: int) -> str:
     """Deterministic per-source split: the records with the lowest id hashes form validation."""
     n_val = min(max(math.ceil(val_share * n_source), min_val), n_source // 2) if n_source > 1 else 0
@@ -178,7 +183,7 @@ class LabelStage(TeacherStage):
         return LabelResult(counts, time.monotonic() - start, skipped)
 
     def inputs(self, group: str, sources: list[str], rubric: dict[str, Any]) -> dict[str, Any]:
-        """What a group's labels depend on; every chunk of the group and its final pass share them."""
+        """What a group's labels depend on (the final pass; the chunks depend on all but `FINAL_PASS_ONLY`)."""
         return {"config.label": self.settings(group).model_dump(mode="json", exclude={"groups"}),
                 "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model, "readout": self.readout(),
                 "n": self.records_per_group(group), "prompts": self.prompt_versions(),
@@ -189,6 +194,13 @@ class LabelStage(TeacherStage):
         """How scores are read from the teacher (a different read-out is a different label)."""
         t = self.teacher_config()
         return {"logprobs": t.logprobs, "local_scores": t.local_scores, "score_slots": t.score_slots}
+
+    def chunk_inputs(self, group: str, sources: list[str]) -> dict[str, str]:
+        """The final pass's inputs without the settings only it reads: changing how anchors are chosen or flagged,
+        or how labels are split, re-runs the (cheap) final pass, not every chunk through the teacher cache."""
+        raw = self.inputs(group, sources, self.rubric(group))
+        raw["config.label"] = {k: v for k, v in raw["config.label"].items() if k not in FINAL_PASS_ONLY}
+        return self.ledger.unit(self.stage, f"{group}/_chunks", raw).inputs
 
     def final_unit(self, group: str, sources: list[str]) -> Unit:
         d = self.labels_dir(group)
@@ -233,12 +245,13 @@ class LabelStage(TeacherStage):
         items = self.items(group, sources, fmt_for_all)
         chunks = [items[i:i + lc.chunk] for i in range(0, len(items), lc.chunk)]
         work = self.ws.work_dir(self.stage, group)
+        chunk_inputs = self.chunk_inputs(group, sources)
         calls = len(items) + sum(it.explain for it in items)
         with self.reporter.task(f"{self.stage} {group}: {len(items)} records x {len(anchors)} anchors",
                                 total=calls) as bar:
             for ci, chunk in enumerate(chunks):
                 out = work / f"chunk-{ci:05d}.parquet"
-                unit = Unit(self.stage, f"{group}/chunk-{ci:05d}", final.inputs, (out,))
+                unit = Unit(self.stage, f"{group}/chunk-{ci:05d}", chunk_inputs, (out,))
                 if self.ledger.is_current(unit):
                     bar.advance(len(chunk) + sum(it.explain for it in chunk))
                     continue
