@@ -41,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mira_select.anchor_choice import real_labels  # noqa: E402
 from mira_select.config import load_config  # noqa: E402
-from mira_select.students.hashed_linear import WordHasher  # noqa: E402
 from mira_select.embed import get_embedder  # noqa: E402
-from mira_select.students.hashed_linear import EMBED_SCALES  # noqa: E402
+from mira_select.students.hashed_linear import EMBED_SCALES, WordHasher  # noqa: E402
 from mira_select.students.ridge import fit_ridge, fit_ridge_with_block  # noqa: E402
 from mira_select.students.structure import StructureScaler  # noqa: E402
 from mira_select.teacher.prompts import truncate_tokens  # noqa: E402

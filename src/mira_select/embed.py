@@ -90,12 +90,12 @@ class Embedder:
         """L2-normalized float32 embeddings; long texts are cut to their first ``max_chars`` characters. Inside
         `remembered_embeddings` each distinct cut text is embedded once."""
         cut = [t[: self.max_chars] for t in texts]
-        if _memo is None:
+        if _memo is None or not cut:
             return self._encode(cut, batch_size)
         new = list(dict.fromkeys(t for t in cut if (self.id, t) not in _memo))
         if new:
             _memo.update(((self.id, t), v) for t, v in zip(new, self._encode(new, batch_size)))
-        return np.stack([_memo[(self.id, t)] for t in cut]) if cut else self._encode(cut, batch_size)
+        return np.stack([_memo[(self.id, t)] for t in cut])
 
     def _encode(self, cut: list[str], batch_size: int) -> np.ndarray:
         if self.name == "minilm-static":

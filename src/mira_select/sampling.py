@@ -103,8 +103,8 @@ def length_stratified_sample(ws: Workspace, sources: list[str], n: int, seed: in
     never by n, so samples are nested: the sample of n is the first n of the sample of any larger n, and raising
     ``label.records_per_group`` only adds labels (the teacher cache answers the earlier ones). The order: a seeded
     reservoir of ``pool`` records, binned by its token-count quantiles and taken round-robin over the bins (every bin
-    is represented before any gives a second record); then, only when a source may be asked for more than ``pool``,
-    its other records binned by the same edges, each bin in the order of a seeded hash of the record id (a
+    is represented before any gives a second record); then, only for a source whose whole reservoir the sample
+    takes, its other records binned by the same edges, each bin in the order of a seeded hash of the record id (a
     priority sample: the k lowest of a larger k are the same records), round-robin again.
     """
     pools = reservoir_sample(ws, sources, n=pool, seed=seed)

@@ -13,13 +13,7 @@ ALPHAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 def fit_ridge(x, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (coef [k, d], intercept [k], alpha per anchor [k])."""
-    from sklearn.linear_model import RidgeCV
-
-    model = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x, y)
-    coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float32))
-    intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float32))
-    alpha = np.broadcast_to(np.asarray(model.alpha_, dtype=np.float32), intercept.shape).copy()
-    return coef, intercept, alpha
+    return _ridge_cv(x, y, alphas)[:3]
 
 
 def fit_ridge_with_block(x, block: np.ndarray, y: np.ndarray, scales: tuple[float, ...],
@@ -32,24 +26,31 @@ def fit_ridge_with_block(x, block: np.ndarray, y: np.ndarray, scales: tuple[floa
     -> (coef [k, d + block_dim] with the block's columns already multiplied by its scale, so predictions are
     ``[x | block] @ coef.T + intercept``; intercept [k]; alpha per anchor [k]; block scale per anchor [k])."""
     from scipy import sparse
+
+    best: list[np.ndarray] | None = None  # coef, intercept, alpha, scale, leave-one-out score
+    for s in scales:
+        coef, intercept, alpha, score = _ridge_cv(sparse.hstack([x, sparse.csr_matrix(block * s)]).tocsr(), y, alphas)
+        coef[:, x.shape[1]:] *= s
+        fit = [coef, intercept, alpha, np.full(len(intercept), s, np.float32), score]
+        if best is None:
+            best = fit
+            continue
+        better = score > best[4]
+        for kept, new in zip(best, fit):
+            kept[better] = new[better]
+    return best[0], best[1], best[2], best[3]
+
+
+def _ridge_cv(x, y: np.ndarray, alphas: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """-> (coef [k, d], intercept [k], alpha [k], leave-one-out score [k]) of one RidgeCV fit, as fresh arrays."""
     from sklearn.linear_model import RidgeCV
 
-    best = None
-    for s in scales:
-        model = RidgeCV(alphas=alphas, alpha_per_target=True).fit(
-            sparse.hstack([x, sparse.csr_matrix(block * s)]).tocsr(), y)
-        score = np.broadcast_to(np.asarray(model.best_score_, dtype=np.float64), (y.shape[1],))
-        coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float32)).copy()
-        coef[:, x.shape[1]:] *= s
-        fit = (score, coef, np.atleast_1d(np.asarray(model.intercept_, dtype=np.float32)),
-               np.broadcast_to(np.asarray(model.alpha_, dtype=np.float32), (y.shape[1],)))
-        if best is None:
-            best = [a.copy() for a in fit] + [np.full(y.shape[1], s, np.float32)]
-            continue
-        better = fit[0] > best[0]
-        for kept, new in zip(best, (*fit, np.full(y.shape[1], s, np.float32))):
-            kept[better] = new[better]
-    return best[1], best[2], best[3], best[4]
+    model = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x, y)
+    coef = np.atleast_2d(np.array(model.coef_, dtype=np.float32))
+    intercept = np.atleast_1d(np.array(model.intercept_, dtype=np.float32))
+    alpha = np.broadcast_to(np.asarray(model.alpha_, dtype=np.float32), intercept.shape).copy()
+    score = np.broadcast_to(np.asarray(model.best_score_, dtype=np.float64), intercept.shape).copy()
+    return coef, intercept, alpha, score
 
 
 def clip_scores(y: np.ndarray) -> np.ndarray:
