@@ -120,19 +120,32 @@ def test_student_config_change_redoes_train_score_select_only(base, tmp_path):
 
 def test_a_setting_only_the_label_final_pass_reads_does_not_rerun_its_chunks(base, tmp_path):
     """How anchors are chosen or flagged, or labels split, is decided after every teacher call: such a change
-    re-runs the final pass over the finished chunks, not the chunks through the teacher cache."""
+    re-runs the final pass over the finished chunks, not the chunks through the teacher cache; and a report flag,
+    which no label, split or active anchor depends on, refits no student."""
     d = _copy(base, tmp_path / "final-only")
     chunks = sorted((d / "ws").glob("_work/label/*/chunk-*.parquet")) + \
         sorted((d / "ws").glob("_done/label/*/chunk-*.json"))
     assert len(chunks) >= 4
     before = {p: p.stat().st_mtime_ns for p in chunks}
+    students = sorted((d / "ws" / "students").rglob("*.*"))
+    students_before = {p: p.stat().st_mtime_ns for p in students}
     cfg = yaml.safe_load((d / "mira.yaml").read_text())
-    cfg["label"]["end_share_flag"] = 0.9  # a report flag (was the default 0.6)
-    cfg["label"]["val_share"] = 0.3
+    cfg["label"]["end_share_flag"] = 0.9  # a report flag (was the default 0.6): only anchors.json's flags change
     (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert _not_current(_status(d))["label"] == {"agent/_final", "code/_final"}
+    assert _not_current(_status(d)) == {"label": {"agent/_final", "code/_final"}}  # the students stay current
     last = _run(d)
-    assert "label" in _ran(last) and last["teacher"]["calls"] == 0
+    assert _ran(last) == {"label"} and last["teacher"]["calls"] == 0
+    flags = json.loads((d / "ws" / "labels" / "agent" / "anchors.json").read_text())
+    assert flags["end_flag"] == 0.9
+    assert {p: p.stat().st_mtime_ns for p in students} == students_before  # nothing refitted
+    assert _not_current(_status(d)) == {}
+
+    cfg["label"]["val_share"] = 0.3  # the split: the students are fitted on other records
+    (d / "mira.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    stale = _not_current(_status(d))
+    assert stale["label"] == {"agent/_final", "code/_final"} and stale["train"] == {"agent", "code"}
+    last = _run(d)
+    assert _ran(last) == {"label", "train", "score", "select"} and last["teacher"]["calls"] == 0
     assert {p: p.stat().st_mtime_ns for p in chunks} == before  # no chunk written or marked again
     assert _not_current(_status(d)) == {}
 

@@ -72,3 +72,28 @@ def test_a_marker_from_before_the_ledger_is_stale_not_current(tmp_path: Path):
     ws.mark_done("s", "k", Counts(1, 1, 0, 0), fingerprint="old-style")
     v = Ledger(ws).verdict(Unit.of("s", "k", {"a": 1}))
     assert v.state == STALE and "did not record its inputs" in v.why
+
+
+def test_private_inputs_redo_the_unit_but_leave_what_dependents_see(tmp_path: Path):
+    ledger = Ledger(Workspace(tmp_path / "ws"))
+
+    def up(flag: float, split: float) -> Unit:
+        return ledger.unit("up", "k", {"config": {"split": split}, "report": {"flag": flag}},
+                           private=frozenset({"report"}))
+
+    _record(ledger, up(0.6, 0.2))
+    down = ledger.unit("down", "k", {"up": Ref("up", "k")})
+    _record(ledger, down)
+
+    flagged = up(0.9, 0.2)
+    verdict = ledger.verdict(flagged)
+    assert verdict.state == STALE and verdict.changed == ("report",)
+    assert not verdict.reaches_dependents(flagged)
+    assert flagged.fingerprint == up(0.6, 0.2).fingerprint
+    _record(ledger, flagged)
+    assert ledger.verdict(ledger.unit("down", "k", {"up": Ref("up", "k")})).state == CURRENT
+
+    split = up(0.9, 0.3)
+    assert ledger.verdict(split).reaches_dependents(split) and split.fingerprint != flagged.fingerprint
+    _record(ledger, split)
+    assert ledger.verdict(ledger.unit("down", "k", {"up": Ref("up", "k")})).changed == ("up",)

@@ -53,23 +53,28 @@ class Ref:
 @dataclass(frozen=True)
 class Unit:
     """One unit of a stage: its marker key, its named inputs (digested once, here), the files it writes and the
-    upstream units it reads."""
+    upstream units it reads.
+
+    ``private``: names of inputs that only change what no dependent reads (a report flag written beside the labels):
+    a change to them redoes this unit but leaves its fingerprint, so its dependents stay current."""
 
     stage: str
     key: str
     inputs: Mapping[str, str]
     outputs: tuple[Path, ...] = ()
     deps: tuple[tuple[str, str], ...] = ()
+    private: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = (),
-           deps: Sequence[tuple[str, str]] = ()) -> "Unit":
+           deps: Sequence[tuple[str, str]] = (), private: frozenset[str] = frozenset()) -> "Unit":
         return cls(stage, key, {name: digest(v) for name, v in sorted(inputs.items())},
-                   tuple(Path(p) for p in outputs), tuple(deps))
+                   tuple(Path(p) for p in outputs), tuple(deps), frozenset(private))
 
     @property
     def fingerprint(self) -> str:
-        return digest(dict(self.inputs))
+        """What dependents name as this unit's input: the digest of every input but the private ones."""
+        return digest({n: v for n, v in self.inputs.items() if n not in self.private})
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,11 @@ class Verdict:
     @property
     def current(self) -> bool:
         return self.state == CURRENT
+
+    def reaches_dependents(self, unit: "Unit") -> bool:
+        """Redoing ``unit`` can change what its dependents read: it is not current, and not only because of its
+        private inputs (those leave its fingerprint as it was)."""
+        return not self.current and not (self.changed and set(self.changed) <= unit.private)
 
     def describe(self) -> str:
         if self.state == STALE:
@@ -113,9 +123,10 @@ class Ledger:
             return Verdict(MISSING, why="output removed: " + ", ".join(lost[:3]))
         return Verdict(CURRENT)
 
-    def unit(self, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = ()) -> Unit:
+    def unit(self, stage: str, key: str, inputs: Mapping[str, Any], outputs: Sequence[Path | str] = (),
+             private: frozenset[str] = frozenset()) -> Unit:
         """A unit whose inputs may hold ``Ref`` values (at any depth): each becomes the referenced unit's recorded
-        fingerprint (None when it never completed) and one of the unit's dependencies."""
+        fingerprint (None when it never completed) and one of the unit's dependencies. ``private``: see `Unit`."""
         deps: list[tuple[str, str]] = []
 
         def resolve(v: Any) -> Any:
@@ -128,7 +139,7 @@ class Ledger:
                 return [resolve(x) for x in v]
             return v
 
-        return Unit.of(stage, key, {n: resolve(v) for n, v in inputs.items()}, outputs, deps)
+        return Unit.of(stage, key, {n: resolve(v) for n, v in inputs.items()}, outputs, deps, private)
 
     def is_current(self, unit: Unit) -> bool:
         return self.verdict(unit).current

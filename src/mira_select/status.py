@@ -84,7 +84,7 @@ def workspace_status(cfg: MiraConfig, stages: tuple[str, ...] = STAGES) -> list[
     listers = _units(cfg, ws)
     out: list[StageStatus] = []
     pending: list[str] = []
-    redo: set[tuple[str, str]] = set()  # units `mira run` would redo, so far: their dependents are stale too
+    redo: set[tuple[str, str]] = set()  # units `mira run` would redo in a way their dependents see: those are stale too
     for name in stages:
         st = StageStatus(name, upstream=list(pending))
         try:
@@ -93,7 +93,7 @@ def workspace_status(cfg: MiraConfig, stages: tuple[str, ...] = STAGES) -> list[
                 upstream = [d for d in u.deps if d in redo]
                 if verdict.current and upstream:
                     verdict = Verdict(STALE, why=f"upstream {upstream[0][0]} not current")
-                if not verdict.current:
+                if verdict.reaches_dependents(u):
                     redo.add((u.stage, u.key))
                 st.units.append((u.key, verdict))
         except (WorkspaceError, MiraError, FileNotFoundError, KeyError) as exc:

@@ -79,6 +79,14 @@ class LabelItem:
 # Label settings read only by the final pass (splits, quarantine, anchor choice and flags), after every teacher call
 FINAL_PASS_ONLY = frozenset({"val_share", "min_val", "injection_threshold", "min_std", "min_std_ratio",
                              "end_share_flag", "length_rho_flag", "drop_length_following"})
+# ... of which these only flag anchors in anchors.json for the report: no label, split or active anchor depends on
+# them, so they are the final pass's private inputs and a change leaves the students current
+REPORT_ONLY = "config.label.report"
+
+
+def report_only_settings(settings: LabelConfig) -> set[str]:
+    """The end-share flag always; the length flag unless flagged anchors are dropped (then it decides ``active``)."""
+    return {"end_share_flag"} | (set() if settings.drop_length_following else {"length_rho_flag"})
 
 
 def split_of(record_id: str, source_rank: int, n_source: int, val_share: float, min_val: int) -> str:
@@ -184,7 +192,11 @@ class LabelStage(TeacherStage):
 
     def inputs(self, group: str, sources: list[str], rubric: dict[str, Any]) -> dict[str, Any]:
         """What a group's labels depend on (the final pass; the chunks depend on all but `FINAL_PASS_ONLY`)."""
-        return {"config.label": self.settings(group).model_dump(mode="json", exclude={"groups"}),
+        settings = self.settings(group)
+        config = settings.model_dump(mode="json", exclude={"groups"})
+        report = report_only_settings(settings)
+        return {"config.label": {k: v for k, v in config.items() if k not in report},
+                REPORT_ONLY: {k: v for k, v in config.items() if k in report},
                 "anchors": rubric["anchors"], "teacher": self.cfg.teacher.model, "readout": self.readout(),
                 "n": self.records_per_group(group), "prompts": self.prompt_versions(),
                 "logic": LOGIC_VERSION, "cut": self.record_cut(group),
@@ -200,12 +212,13 @@ class LabelStage(TeacherStage):
         or how labels are split, re-runs the (cheap) final pass, not every chunk through the teacher cache."""
         raw = self.inputs(group, sources, self.rubric(group))
         raw["config.label"] = {k: v for k, v in raw["config.label"].items() if k not in FINAL_PASS_ONLY}
+        del raw[REPORT_ONLY]
         return self.ledger.unit(self.stage, f"{group}/_chunks", raw).inputs
 
     def final_unit(self, group: str, sources: list[str]) -> Unit:
         d = self.labels_dir(group)
         return self.ledger.unit(self.stage, f"{group}/_final", self.inputs(group, sources, self.rubric(group)),
-                       [d / "train.parquet", d / "val.parquet"])
+                                [d / "train.parquet", d / "val.parquet"], private=frozenset({REPORT_ONLY}))
 
     def units(self) -> list[Unit]:
         return [self.final_unit(g, s) for g, s in self.groups().items()]

@@ -29,7 +29,7 @@ from ..errors import MiraError
 from ..io.shards import rows_with_ids
 from ..ledger import Ledger, Ref, Unit
 from ..progress import Reporter
-from ..rubric import active_anchor_ids
+from ..rubric import active_anchor_ids, anchor_choice_path
 from ..students.base import Student
 from ..students.structure import FEATURE_VERSION, FEATURES, remembered
 from ..students.registry import load_student, make_student
@@ -139,15 +139,17 @@ class TrainStage:
         return TrainResult(out, skipped, time.monotonic() - start)
 
     def unit(self, group: str) -> Unit:
-        """The student config and the label files (anchors.json: which anchors are active)."""
+        """The student config, the label files and which anchors are active: what training reads (anchors.json's
+        per-anchor statistics and report flags are not, so changing a report flag refits nothing)."""
         labels = self.ws.root / "labels" / group
         d = student_dir(self.ws, group)
+        choice = anchor_choice_path(labels)
         return self.ledger.unit(STAGE, group, {"config.student": self.cfg.student.model_dump(mode="json"),
                                                "features": [FEATURE_VERSION, *FEATURES],
                                                "tiers": {k: list(v) for k, v in CPU_TIERS.items()},
                                                "labels": Ref("label", f"{group}/_final"),
-                                               **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet",
-                                                                                      "anchors.json")}},
+                                               "active": read_json(choice)["active"] if choice.exists() else None,
+                                               **{f"labels/{n}": labels / n for n in ("train.parquet", "val.parquet")}},
                                 [d / "metrics.json", d / "mask.json"])
 
     def units(self) -> list[Unit]:
