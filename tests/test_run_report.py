@@ -183,6 +183,18 @@ def test_report_sections_show_this_workspaces_numbers(finished):
                     f"{100 * dims['pc1_share']:.1f}% of their variance within sources") in sections["labels"]
             shown += 1
     assert shown
+    # labels: the record cut the labels were asked with and, per source, the share of labeled records above it
+    from mira_select.config import load_config
+
+    cfg = load_config(d / "mira.yaml")
+    for g in groups:
+        t = pa.concat_tables([pq.read_table(ws / "labels" / g / f"{s}.parquet") for s in ("train", "val")])
+        cut = cfg.label.for_group(g).max_record_tokens or cfg.teacher.max_record_tokens
+        rows = [(s, n) for s, n, tw in zip(*(t.column(c).to_pylist() for c in ("source", "n_tokens", "twin"))) if not tw]
+        assert f"Record cut for labeling: {cut:,} tokens" in sections["labels"]
+        for src in {s for s, _ in rows}:
+            share = np.mean([n > cut for s, n in rows if s == src])
+            assert f"{src} {100 * share:.1f}%" in sections["labels"], (g, src)
     # selection: kept tokens of the main variant and every compared variant's row
     sel = json.loads((ws / "selection" / "group" / "summary.json").read_text())
     assert f"keeps {sel['totals']['kept_tokens']:,} of {sel['totals']['tokens']:,} tokens" in sections["selection"]

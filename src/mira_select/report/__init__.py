@@ -63,7 +63,7 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
         "groups": grp, "run": collect.run_info(ws),
         "group_plot": plots.similarity_heatmap(grp["sources"], grp["similarity"], grp["groups"]) if grp else None,
         "rubrics": [{"r": r, "plot": plots.judgment_projection(r.projection, r.anchors)} for r in rubrics],
-        "labels": [_label_section(gl) for gl in labels],
+        "labels": [_label_section(gl, _label_cut(cfg, gl)) for gl in labels],
     }
     ctx["selection"] = _selection_section(ws, sels, variant, group_of) if variant else None
     ctx["eval"] = _eval_section(collect.evaluation(ws))
@@ -72,12 +72,30 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
     return ctx
 
 
-def _label_section(gl: collect.GroupLabels) -> dict[str, Any]:
+# a source with at least this share of its labeled records longer than the record cut is flagged: its labels judge
+# a head + tail view, which can decide them (bench/label_cut.py)
+MOSTLY_CUT = 0.5
+
+
+def _label_cut(cfg: MiraConfig, gl: collect.GroupLabels) -> dict[str, Any] | None:
+    """The record cut the group's labels were asked with, and per source the share of real labeled records above
+    it (twins left out): where that share is high, the teacher judged views of the records, not the records."""
+    real = real_labels(gl.table)
+    if not real.num_rows:
+        return None
+    cut = cfg.label.for_group(gl.group).max_record_tokens or cfg.teacher.max_record_tokens
+    tokens = np.asarray(real.column("n_tokens").to_pylist(), float)
+    sources = np.asarray(real.column("source").to_pylist())
+    shares = {s: float(np.mean(tokens[sources == s] > cut)) for s in sorted(set(sources))}
+    return {"tokens": cut, "shares": shares, "mostly_cut": [s for s, v in shares.items() if v >= MOSTLY_CUT]}
+
+
+def _label_section(gl: collect.GroupLabels, cut: dict[str, Any] | None) -> dict[str, Any]:
     names = [a["name"] for a in gl.anchors]
     out: dict[str, Any] = {"group": gl.group, "n": gl.table.num_rows, "examples": gl.examples,
                            "dist_plot": plots.label_distributions(names, [gl.scores(a["id"]) for a in gl.anchors]),
                            "metrics": gl.metrics, "fid_plot": None, "fallback": [], "tiers": {},
-                           "dims": _dimensionality(gl)}
+                           "dims": _dimensionality(gl), "cut": cut}
     if gl.metrics:
         out["tiers"] = {k: {**v["overall"], "with_twins": v.get("with_twins") or {}}
                         for k, v in gl.metrics.get("tiers", {}).items()}
