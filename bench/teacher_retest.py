@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mira_select.config import load_config  # noqa: E402
 from mira_select.rubric import anchors_of, load_rubric  # noqa: E402
+from mira_select.stages.label import LabelStage  # noqa: E402
 from mira_select.teacher.client import Teacher  # noqa: E402
 from mira_select.workspace import Workspace  # noqa: E402
 
@@ -92,7 +93,7 @@ def relabel_setup(config: Path, group: str, n: int, per_source: int, workspace: 
     anchors = [a for a in anchors_of(rubric) if a.id in active]
     rows = label_rows(ws, group, n, per_source)
     fmt = "qa_think" if rubric.get("with_parts") else rows[0]["format"]
-    cut = cfg.label.for_group(group).max_record_tokens or cfg.teacher.max_record_tokens
+    cut = LabelStage(cfg, ws).record_cut(group)
     tc = cfg.teacher.model_copy(update={"warm_cache": None, "max_record_tokens": cut})
     own = Workspace(Path(workspace or tempfile.mkdtemp(prefix=f"mira-{stage}-")))
     return cfg, anchors, rows, labeled_texts(ws, rows), fmt, Teacher(tc, own, stage=stage, tokenizer=cfg.tokenizer)

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..anchor_choice import label_dimensionality, real_labels
 from ..variants import VARIANTS
 from ..config import MiraConfig
 from ..errors import MiraError
+from ..stages.label import LabelStage
 from ..workspace import Workspace, atomic_write_bytes
 from . import collect, plots
 
@@ -51,6 +53,7 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
     group_of = {s: g for g, members in (grp["groups"] if grp else {}).items() for s in members}
     rubrics = collect.rubrics(ws, group_names)
     labels = collect.labels(ws, rubrics, n_examples=2)
+    label_stage = LabelStage(cfg, ws)  # its record cut per group: what the labels were asked with
     sels = collect.selections(ws)
     variant = cfg.budget.variant if cfg.budget.variant in sels else next(iter(sels), None)
     order = [variant, *VARIANTS]
@@ -63,7 +66,7 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
         "groups": grp, "run": collect.run_info(ws),
         "group_plot": plots.similarity_heatmap(grp["sources"], grp["similarity"], grp["groups"]) if grp else None,
         "rubrics": [{"r": r, "plot": plots.judgment_projection(r.projection, r.anchors)} for r in rubrics],
-        "labels": [_label_section(gl, _label_cut(cfg, gl)) for gl in labels],
+        "labels": [_label_section(gl, label_stage.record_cut(gl.group)) for gl in labels],
     }
     ctx["selection"] = _selection_section(ws, sels, variant, group_of) if variant else None
     ctx["eval"] = _eval_section(collect.evaluation(ws))
@@ -77,25 +80,24 @@ def build_context(cfg: MiraConfig, ws: Workspace) -> dict[str, Any]:
 MOSTLY_CUT = 0.5
 
 
-def _label_cut(cfg: MiraConfig, gl: collect.GroupLabels) -> dict[str, Any] | None:
+def _label_cut(real: pa.Table, cut: int) -> dict[str, Any] | None:
     """The record cut the group's labels were asked with, and per source the share of real labeled records above
-    it (twins left out): where that share is high, the teacher judged views of the records, not the records."""
-    real = real_labels(gl.table)
+    it (``real``: twins left out): where that share is high, the teacher judged views of the records, not the records."""
     if not real.num_rows:
         return None
-    cut = cfg.label.for_group(gl.group).max_record_tokens or cfg.teacher.max_record_tokens
     tokens = np.asarray(real.column("n_tokens").to_pylist(), float)
     sources = np.asarray(real.column("source").to_pylist())
     shares = {s: float(np.mean(tokens[sources == s] > cut)) for s in sorted(set(sources))}
     return {"tokens": cut, "shares": shares, "mostly_cut": [s for s, v in shares.items() if v >= MOSTLY_CUT]}
 
 
-def _label_section(gl: collect.GroupLabels, cut: dict[str, Any] | None) -> dict[str, Any]:
+def _label_section(gl: collect.GroupLabels, cut: int) -> dict[str, Any]:
     names = [a["name"] for a in gl.anchors]
+    real = real_labels(gl.table)
     out: dict[str, Any] = {"group": gl.group, "n": gl.table.num_rows, "examples": gl.examples,
                            "dist_plot": plots.label_distributions(names, [gl.scores(a["id"]) for a in gl.anchors]),
                            "metrics": gl.metrics, "fid_plot": None, "fallback": [], "tiers": {},
-                           "dims": _dimensionality(gl), "cut": cut}
+                           "dims": _dimensionality(gl, real), "cut": _label_cut(real, cut)}
     if gl.metrics:
         out["tiers"] = {k: {**v["overall"], "with_twins": v.get("with_twins") or {}}
                         for k, v in gl.metrics.get("tiers", {}).items()}
@@ -118,9 +120,8 @@ def _label_section(gl: collect.GroupLabels, cut: dict[str, Any] | None) -> dict[
     return out
 
 
-def _dimensionality(gl: collect.GroupLabels) -> dict[str, Any] | None:
+def _dimensionality(gl: collect.GroupLabels, real: pa.Table) -> dict[str, Any] | None:
     """The labels' separate judgments (anchor_choice.label_dimensionality) on the real, non-twin records."""
-    real = real_labels(gl.table)
     if not real.num_rows or not gl.anchors:
         return None
     scores = np.column_stack([real.column(f"score:{a['id']}").to_numpy(zero_copy_only=False).astype(float)
